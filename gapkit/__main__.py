@@ -1,0 +1,128 @@
+"""Command line: ``python -m gapkit train | prepare | verify``.
+
+    python -m gapkit train --dataset synthetic --method adaptive --profile default --seed 0 --json
+    python -m gapkit train --method adaptive --option gamma=0 --set warmup_epochs=3
+    python -m gapkit prepare --dataset crema-d --data-root PATH --profile paper
+    python -m gapkit verify --data-root PATH
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DATASETS = ("synthetic", "crema-d", "ave", "manifest")
+
+
+def _option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _profile(args):
+    from .profiles import get_profile, parse_override
+
+    profile = get_profile(args.profile)
+    overrides = dict(parse_override(s, profile) for s in args.set)
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return profile.replace(**overrides)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic", choices=DATASETS)
+    p.add_argument("--data-root", default=None, help="corpus folder (or manifest CSV); default for synthetic: generated")
+    p.add_argument("--profile", default="default", choices=("smoke", "default", "paper"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one profile setting")
+    p.add_argument("--on-error", default="raise", choices=("raise", "skip"), help="bad clips: stop, or skip and count")
+
+
+def cmd_train(args) -> int:
+    from .experiments import load_data, train_run
+
+    profile = _profile(args)
+    data = load_data(profile, args.dataset, args.data_root, on_error=args.on_error, progress=not args.quiet)
+    m = train_run(profile, data, args.method, args.seed, out_dir=args.out, init_from=args.init_from,
+                  progress=not args.quiet, dataset=args.dataset, **dict(args.option))
+    if args.json:
+        json.dump(m, sys.stdout, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(f"{args.method} seed {m['seed']} on {args.dataset} ({profile.name} profile), {m['seconds']:.1f} s")
+        print(f"  test accuracy at the best-validation epoch ({m['best_val_epoch']}): fused {m['test_acc']:.4f}, "
+              f"audio {m['test_acc_audio']:.4f}, visual {m['test_acc_visual']:.4f}")
+        print(f"  test accuracy at the last epoch: fused {m['last_test_acc']:.4f}, "
+              f"audio {m['last_test_acc_audio']:.4f}, visual {m['last_test_acc_visual']:.4f}")
+        for g in m["gmm"]:
+            print(f"  GMM {g['label']}: weights {g['weights'][0]:.3f}/{g['weights'][1]:.3f}, "
+                  f"means {g['means'][0]:+.4f}/{g['means'][1]:+.4f}, density at 0 {g['density_at_0']:.2f}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from .experiments import load_data
+
+    if args.download_splits:
+        from .data.cremad import download_splits
+
+        for path in download_splits(args.data_root):
+            print(f"downloaded and verified {path}")
+    data = load_data(_profile(args), args.dataset, args.data_root, on_error=args.on_error, progress=True)
+    sizes = {name: len(split) for name, split in data.splits().items()}
+    print(f"{args.dataset}: {sizes}, classes {data.classes}, cache {data.info.get('cache_path')}")
+    if data.info.get("skipped"):
+        print(f"skipped clips: {data.info['skipped']}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .data.cremad import verify
+
+    report = verify(args.data_root, args.checksums)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="gapkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run and print its metrics")
+    _common(t)
+    t.add_argument("--method", default="adaptive")
+    t.add_argument("--option", action="append", default=[], type=_option, metavar="NAME=VALUE",
+                   help="a method option, e.g. gamma=0 or use_weights=false")
+    t.add_argument("--seed", type=int, default=None, help="default: the profile's first seed")
+    t.add_argument("--out", default=None, help="run folder (default: results/<profile>/<dataset>/runs/<name>)")
+    t.add_argument("--init-from", default=None, help="warm-up checkpoint to branch from")
+    t.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
+    t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("prepare", help="decode a corpus once into the cache")
+    _common(p)
+    p.add_argument("--download-splits", action="store_true", help="CREMA-D: fetch the standard split files (checksum-pinned)")
+    p.set_defaults(func=cmd_prepare)
+
+    v = sub.add_parser("verify", help="check a CREMA-D copy against per-file sha256 and size")
+    v.add_argument("--data-root", required=True)
+    v.add_argument("--checksums", default=None, help="path,sha256,bytes CSV (default: the list shipped with gapkit)")
+    v.set_defaults(func=cmd_verify)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"gapkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

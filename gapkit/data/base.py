@@ -1,0 +1,87 @@
+"""The in-memory form every corpus is loaded into, and its preprocessing parameters.
+
+A corpus (CREMA-D, AVE, a manifest or the embedded synthetic one) is decoded
+once into an on-disk cache; training only ever sees :class:`AVData`: three
+splits of fixed-size tensors (frames as uint8, spectrograms as float16).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Every parameter that changes the cached tensors (the cache key hashes all of them).
+
+    Audio: the waveform is resampled to ``sample_rate``, tiled (repeated) or cut
+    to ``clip_seconds``, and turned into a log-magnitude STFT
+    ``log(|STFT| + 1e-7)`` with ``n_fft`` and ``hop_length`` (Hann window):
+    ``n_fft // 2 + 1`` frequency bins by ``1 + samples // hop_length`` frames.
+    Visual: frames are sampled at ``fps`` frames per second; ``frames`` of them
+    (evenly spaced over the clip, the last repeated when a clip is shorter) are
+    resized to ``frame_size`` x ``frame_size`` and kept as uint8 RGB.
+    """
+
+    sample_rate: int = 22050
+    clip_seconds: float = 3.0
+    n_fft: int = 512
+    hop_length: int = 353
+    frames: int = 3
+    frame_size: int = 224
+    fps: float = 1.0
+
+    def key(self) -> str:
+        """A short stable hash of every field, used to name cache entries."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class AVSplit:
+    """One split: ``audio`` (N, 1, F, T) float16, ``visual`` (N, T, 3, H, W) uint8, ``labels`` (N,) int64."""
+
+    audio: torch.Tensor
+    visual: torch.Tensor
+    labels: torch.Tensor
+    clips: list[str]
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if not (len(self.audio) == len(self.visual) == len(self.clips) == n):
+            raise ValueError(
+                f"split tensors disagree in length: audio {len(self.audio)}, visual {len(self.visual)}, "
+                f"labels {n}, clips {len(self.clips)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor | list[int]) -> "AVSplit":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return AVSplit(self.audio[index], self.visual[index], self.labels[index], [self.clips[i] for i in index.tolist()])
+
+
+@dataclass
+class AVData:
+    """A loaded corpus: train / val / test splits, class names and provenance."""
+
+    train: AVSplit
+    val: AVSplit
+    test: AVSplit
+    classes: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def splits(self) -> dict[str, AVSplit]:
+        return {"train": self.train, "val": self.val, "test": self.test}

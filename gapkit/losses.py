@@ -1,0 +1,40 @@
+"""The two training objectives of Section 3.3: warm-up (Eq. 5, 7) and adaptive (Eq. 10)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .gap import modality_gap
+from .mixture import GapMixture
+
+
+def warmup_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: L_warmup = L_MM + L_a + L_v, each the batch-mean cross-entropy of Eq. 5."""
+    return F.cross_entropy(logits, y) + F.cross_entropy(logits_a, y) + F.cross_entropy(logits_v, y)
+
+
+def annealing_coefficient(epoch: int, base: float = 0.96) -> float:
+    """lambda_t = 0.96 ** epoch of Eq. 10, epoch counted from 0 at the start of adaptive training."""
+    return base ** epoch
+
+
+def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor,
+                  mix: GapMixture, epoch: int, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
+                  use_weights: bool = True) -> torch.Tensor:
+    """Eq. 10, per sample and then averaged over the batch:
+
+        alpha * w_bal * CE(f, y) + lambda_t * (beta * g^2 + gamma * w_imb * (g - mu_0)^2)
+
+    with g the modality gap (Eq. 6), w_bal / w_imb the GMM posteriors of Eq. 9 (constants for
+    the gradient), mu_0 the balanced component's mean and lambda_t = 0.96 ** epoch.
+    ``use_weights=False`` sets both weights to 1 (the paper's "w/o w" ablation).
+    """
+    g = modality_gap(logits_a, logits_v, y)
+    if use_weights:
+        w_bal, w_imb = mix.posteriors(g)
+    else:
+        w_bal = w_imb = torch.ones_like(g)
+    ce = F.cross_entropy(logits, y, reduction="none")
+    lam = annealing_coefficient(epoch)
+    per_sample = alpha * w_bal * ce + lam * (beta * g ** 2 + gamma * w_imb * (g - mix.balanced_mean) ** 2)
+    return per_sample.mean()

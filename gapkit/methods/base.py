@@ -1,0 +1,89 @@
+"""The interface between the trainer and a training method.
+
+The trainer (``gapkit.training``) owns the loop of Algorithm 1: epochs, mini-batches,
+the optimizer, evaluation, model selection and checkpoints. A method decides what
+happens inside it:
+
+* ``two_stage``: the run has a warm-up of ``warmup_epochs`` followed by
+  ``adaptive_steps`` x ``adaptive_epochs`` epochs, with the optimizer reset at the
+  boundary unless the config keeps it; otherwise all epochs are one stage.
+* ``fits_gmm``: at the start of every adaptive step the trainer collects the gaps
+  over the training set and fits a :class:`~gapkit.mixture.GapMixture`, handed to
+  the method in ``ctx.mixture``.
+* ``training_step``: forward pass and loss for one mini-batch.
+* ``after_backward``: gradient modulation between ``backward()`` and the optimizer step.
+* ``on_epoch_start`` / ``on_epoch_end``: per-epoch updates (e.g. re-estimated coefficients).
+* ``predict``: the logits used for evaluation (default: the model's own).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..mixture import GapMixture
+
+
+@dataclass
+class Context:
+    """What the trainer tells the method about where training stands."""
+
+    epoch: int                     # global epoch, from 0
+    phase: str                     # "warmup", "adaptive" or "train" (single-stage methods)
+    adaptive_epoch: int = 0        # epochs since adaptive training started (lambda_t's exponent)
+    step: int = -1                 # adaptive step, -1 outside adaptive training
+    total_epochs: int = 0
+    mixture: GapMixture | None = None
+    batches_per_epoch: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class StepOutput:
+    """A training step's loss and the logits it produced (for the running train accuracy)."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    logits_a: torch.Tensor
+    logits_v: torch.Tensor
+
+
+class Method:
+    """Base class: plain forward pass; subclasses set the loss and any hooks."""
+
+    name = "base"
+    two_stage = False
+    fits_gmm = False
+    #: options this method accepts (name -> default); unknown options are an error
+    defaults: dict = {}
+
+    def __init__(self, **options) -> None:
+        unknown = set(options) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"method {self.name!r} has no option(s) {sorted(unknown)}; "
+                             f"its options are {sorted(self.defaults) or 'none'}")
+        self.options = {**self.defaults, **options}
+
+    def training_step(self, model, audio, visual, y, ctx: Context) -> StepOutput:
+        raise NotImplementedError
+
+    def after_backward(self, model, out: StepOutput, y, ctx: Context) -> None:
+        """Called after ``loss.backward()``, before the optimizer step."""
+
+    def on_epoch_start(self, model, data, ctx: Context) -> None:
+        """Called before an epoch's first mini-batch."""
+
+    def on_epoch_end(self, model, data, ctx: Context) -> dict:
+        """Called after an epoch; returns values to record in the history."""
+        return {}
+
+    def state_dict(self) -> dict:
+        """Whatever the method learns during training besides the model (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output when a run resumes."""
+
+    def predict(self, model, audio, visual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(fused, audio, visual) logits used for evaluation."""
+        return model(audio, visual)

@@ -1,0 +1,343 @@
+"""The training loop of Algorithm 1, shared by every method.
+
+One run is ``total_epochs`` epochs. A two-stage method (the paper's) spends the first
+``warmup_epochs`` on its warm-up loss, then ``adaptive_steps`` steps of
+``adaptive_epochs`` epochs; each step begins with the modality gaps of the whole
+training set (eval mode, no gradients) and a GMM fit to them. A single-stage method
+(concat) trains for the same total budget.
+
+After every epoch the model is evaluated on the validation and test splits. Model
+selection uses the validation split only: the reported test accuracy is the one at
+the epoch of best validation accuracy (the earliest on ties), next to the last epoch's.
+The training accuracy in the history is the running accuracy of the training
+mini-batches (train mode, as seen by the optimizer), which costs no extra pass.
+
+With ``out_dir`` every epoch ends with an atomic checkpoint (``last.pt``); a killed run
+restarted with the same config resumes from it and ends with the same numbers as an
+uninterrupted one. Two-stage runs also keep ``warmup.pt``, the state at the end of
+warm-up, from which variants branch (``init_from``). A non-finite loss stops training
+with :class:`NonFiniteLossError`, leaving the last good checkpoint untouched.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.base import AVData
+from .data.batches import iterate_batches
+from .gap import collect_outputs
+from .methods import Context, Method, make_method
+from .mixture import GapMixture
+
+#: config fields that must agree between a warm-up checkpoint and a run branching from it
+WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of one training run (the profile fills them; each can be overridden)."""
+
+    method: str = "adaptive"
+    method_options: dict = field(default_factory=dict)
+    warmup_epochs: int = 10          # E_warmup
+    adaptive_steps: int = 4          # S_adaptive
+    adaptive_epochs: int = 5         # E_adaptive
+    batch_size: int = 64
+    optimizer: str = "sgd"           # "sgd" or "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    reset_optimizer: bool = True     # reset the optimizer's state when adaptive training starts (Table 3)
+    augment: bool = False
+    seed: int = 0
+
+    @property
+    def total_epochs(self) -> int:
+        """The epoch budget, the same for every method: E_warmup + S_adaptive * E_adaptive."""
+        return self.warmup_epochs + self.adaptive_steps * self.adaptive_epochs
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's) or Adam, with the config's learning rate and weight decay."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd' or 'adam'")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    """Write text through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its history, the gap arrays of every GMM fit, the selected model."""
+
+    config: TrainConfig
+    history: dict
+    gaps: list[np.ndarray]
+    best_state: dict
+    last_state: dict
+
+    def summary(self) -> dict:
+        return summarize(self.history)
+
+
+def summarize(history: dict) -> dict:
+    """Test accuracy at the best-validation epoch and at the last epoch, plus the GMM fits."""
+    epochs = history["epochs"]
+    val = [e["val_acc"] for e in epochs]
+    best = int(np.argmax(val))  # first maximum: the earliest epoch on ties
+    b, last = epochs[best], epochs[-1]
+    out = {
+        "test_acc": b["test_acc"], "test_acc_audio": b["test_acc_audio"], "test_acc_visual": b["test_acc_visual"],
+        "val_acc": b["val_acc"], "best_val_epoch": best,
+        "last_test_acc": last["test_acc"], "last_test_acc_audio": last["test_acc_audio"],
+        "last_test_acc_visual": last["test_acc_visual"], "last_val_acc": last["val_acc"],
+        "epochs": len(epochs), "gmm": history["gmm"],
+        "seconds": float(sum(e["seconds"] for e in epochs)),
+    }
+    return out
+
+
+def _phase(config: TrainConfig, method: Method, epoch: int) -> tuple[str, int, int]:
+    """(phase, adaptive_epoch, step) of a global epoch."""
+    if not method.two_stage:
+        return "train", 0, -1
+    if epoch < config.warmup_epochs:
+        return "warmup", 0, -1
+    t = epoch - config.warmup_epochs
+    return "adaptive", t, t // config.adaptive_epochs
+
+
+def _record_split(prefix: str, outputs) -> dict:
+    return {f"{prefix}_{k}": v for k, v in outputs.accuracy().items()}
+
+
+class Trainer:
+    """Runs Algorithm 1 for one method on one dataset; see the module docstring."""
+
+    def __init__(self, model: torch.nn.Module, data: AVData, config: TrainConfig, *, device="auto",
+                 out_dir: str | Path | None = None, progress: bool = False) -> None:
+        if config.adaptive_steps > 0 and config.adaptive_epochs < 1:
+            raise ValueError("adaptive_epochs must be at least 1")
+        for name, split in data.splits().items():
+            if len(split) == 0:
+                raise ValueError(f"the {name} split is empty")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.data = data
+        self.config = config
+        self.method = make_method(config.method, **config.method_options)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.data_key = data.info.get("cache_key")
+
+    # -- batches ------------------------------------------------------------------------------
+    def batches(self, split: str, *, shuffle: bool = False, generator=None):
+        aug = self.config.augment and split == "train" and shuffle
+        return iterate_batches(self.data.splits()[split], self.config.batch_size, self.device,
+                               shuffle=shuffle, generator=generator, augment=aug)
+
+    def evaluate(self, split: str):
+        """Fused and unimodal outputs over a whole split, in eval mode."""
+        return collect_outputs(self.model, self.batches(split), predict=self.method.predict)
+
+    # -- state --------------------------------------------------------------------------------
+    def _checkpoint(self, epoch: int, optimizer, history, gaps, best, generator) -> dict:
+        return {
+            "epoch": epoch, "config": self.config.to_dict(), "data_key": self.data_key,
+            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+            "history": history, "gaps": gaps, "best": best, "method_state": self.method.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+
+    def _check_compatible(self, ckpt: dict, path: Path, fields) -> None:
+        theirs = ckpt["config"]
+        mine = self.config.to_dict()
+        diff = {k: (theirs.get(k), mine[k]) for k in fields if theirs.get(k) != mine[k]}
+        if ckpt.get("data_key") != self.data_key:
+            diff["data"] = (ckpt.get("data_key"), self.data_key)
+        if diff:
+            raise ValueError(f"checkpoint {path} was made with other settings: "
+                             + ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items()))
+
+    def _restore(self, ckpt: dict, optimizer, generator) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        self.method.load_state_dict(ckpt.get("method_state", {}))
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        generator.set_state(ckpt["rng"]["shuffle"])
+        if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self, init_from: str | Path | None = None) -> TrainResult:
+        """Train for the whole budget (resuming or branching where a checkpoint says so)."""
+        cfg, method = self.config, self.method
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        optimizer = make_optimizer(self.model, cfg)
+        history = {"config": cfg.to_dict(), "epochs": [], "gmm": []}
+        gaps: list[np.ndarray] = []
+        best = {"epoch": -1, "val_acc": -1.0, "state": None}
+        start = 0
+        last_path = self.out_dir / "last.pt" if self.out_dir else None
+
+        if last_path is not None and last_path.exists():
+            ckpt = torch.load(last_path, map_location=self.device, weights_only=False)
+            self._check_compatible(ckpt, last_path, cfg.to_dict().keys())
+            start, history, gaps, best = ckpt["epoch"], ckpt["history"], ckpt["gaps"], ckpt["best"]
+            self._restore(ckpt, optimizer, generator)
+        elif init_from is not None:
+            init_from = Path(init_from)
+            ckpt = torch.load(init_from, map_location=self.device, weights_only=False)
+            self._check_compatible(ckpt, init_from, WARMUP_FIELDS)
+            if ckpt["epoch"] != cfg.warmup_epochs or not method.two_stage:
+                raise ValueError(f"{init_from} is not the end of a warm-up of {cfg.warmup_epochs} epochs "
+                                 f"for a two-stage method (it stops at epoch {ckpt['epoch']})")
+            start, gaps, best = ckpt["epoch"], ckpt["gaps"], ckpt["best"]
+            history["epochs"], history["gmm"] = ckpt["history"]["epochs"], ckpt["history"]["gmm"]
+            self._restore(ckpt, optimizer, generator)
+
+        mixture = GapMixture.from_dict(history["gmm"][-1], seed=cfg.seed) if history["gmm"] else None
+        bar = tqdm(total=cfg.total_epochs, initial=start, desc=f"{cfg.method} seed {cfg.seed}",
+                   unit="epoch", disable=not self.progress, leave=False)
+        for epoch in range(start, cfg.total_epochs):
+            t0 = time.perf_counter()
+            phase, adaptive_epoch, step = _phase(cfg, method, epoch)
+            record = {"epoch": epoch, "phase": phase, "step": step}
+            if phase == "adaptive" and adaptive_epoch == 0 and cfg.reset_optimizer:
+                optimizer = make_optimizer(self.model, cfg)
+            if method.fits_gmm and phase == "adaptive" and adaptive_epoch % cfg.adaptive_epochs == 0:
+                mixture, g, fit_seconds = self._fit_mixture()
+                history["gmm"].append({"step": step, "epoch": epoch, "label": f"before adaptive step {step}",
+                                       **mixture.to_dict(), "seconds": fit_seconds})
+                gaps.append(g)
+                record["gmm_seconds"] = fit_seconds
+            ctx = Context(epoch=epoch, phase=phase, adaptive_epoch=adaptive_epoch, step=step,
+                          total_epochs=cfg.total_epochs, mixture=mixture)
+            record.update(self._train_epoch(optimizer, generator, ctx, history))
+            record.update(_record_split("val", self.evaluate("val")))
+            record.update(_record_split("test", self.evaluate("test")))
+            record.update(method.on_epoch_end(self.model, self.data, ctx))
+            record["seconds"] = time.perf_counter() - t0
+            history["epochs"].append(record)
+            if record["val_acc"] > best["val_acc"]:
+                best = {"epoch": epoch, "val_acc": record["val_acc"],
+                        "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+            if self.out_dir is not None:
+                ckpt = self._checkpoint(epoch + 1, optimizer, history, gaps, best, generator)
+                atomic_save(ckpt, last_path)
+                if method.two_stage and epoch + 1 == cfg.warmup_epochs:
+                    atomic_save(ckpt, self.out_dir / "warmup.pt")
+            bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{record['val_acc']:.3f}")
+            bar.update(1)
+        bar.close()
+
+        if method.fits_gmm and (not history["gmm"] or history["gmm"][-1]["step"] < cfg.adaptive_steps):
+            mixture, g, fit_seconds = self._fit_mixture()
+            history["gmm"].append({"step": cfg.adaptive_steps, "epoch": cfg.total_epochs,
+                                   "label": "after adaptive training", **mixture.to_dict(), "seconds": fit_seconds})
+            gaps.append(g)
+        last_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        result = TrainResult(cfg, history, gaps, best["state"], last_state)
+        if self.out_dir is not None:
+            self._write_outputs(result)
+        return result
+
+    def _fit_mixture(self) -> tuple[GapMixture, np.ndarray, float]:
+        """Algorithm 1's step preamble: collect the training gaps and fit Eq. 8."""
+        t0 = time.perf_counter()
+        g = collect_outputs(self.model, self.batches("train")).gaps().numpy().astype(np.float32)
+        mixture = GapMixture(seed=self.config.seed).fit(g)
+        return mixture, g, time.perf_counter() - t0
+
+    def _train_epoch(self, optimizer, generator, ctx: Context, history) -> dict:
+        self.model.train()
+        self.method.on_epoch_start(self.model, self.data, ctx)
+        total_loss, seen = 0.0, 0
+        correct = torch.zeros(3)
+        wait = 0.0
+        t_wait = time.perf_counter()
+        for i, (audio, visual, y, _) in enumerate(self.batches("train", shuffle=True, generator=generator)):
+            wait += time.perf_counter() - t_wait
+            out = self.method.training_step(self.model, audio, visual, y, ctx)
+            if not torch.isfinite(out.loss):
+                where = self.out_dir / "last.pt" if self.out_dir else "none (no out_dir)"
+                raise NonFiniteLossError(
+                    f"non-finite loss ({out.loss.item()}) at epoch {ctx.epoch}, batch {i} ({self.config.method}); "
+                    f"last good checkpoint: {where}")
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.method.after_backward(self.model, out, y, ctx)
+            optimizer.step()
+            n = len(y)
+            total_loss += out.loss.item() * n
+            seen += n
+            with torch.no_grad():
+                correct += torch.stack([(lg.argmax(1) == y).sum().cpu() for lg in (out.logits, out.logits_a, out.logits_v)])
+            t_wait = time.perf_counter()
+        acc = (correct / max(seen, 1)).tolist()
+        return {"loss": total_loss / max(seen, 1), "train_acc": acc[0], "train_acc_audio": acc[1],
+                "train_acc_visual": acc[2], "data_wait_seconds": wait}
+
+    def _write_outputs(self, result: TrainResult) -> None:
+        out = self.out_dir
+        atomic_save(result.best_state, out / "best.pt")
+        np.savez_compressed(out / "gaps.npz.tmp.npz", labels=self.data.train.labels.numpy(),
+                            **{f"fit{i}": g for i, g in enumerate(result.gaps)})
+        os.replace(out / "gaps.npz.tmp.npz", out / "gaps.npz")
+        atomic_write_text(json.dumps(result.history, indent=1), out / "history.json")

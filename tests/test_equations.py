@@ -1,0 +1,168 @@
+"""Eq. 1-10 against values computed by hand on small tensors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gapkit import AVClassifier, GapMixture, adaptive_loss, annealing_coefficient, modality_gap, warmup_loss
+
+
+def test_unimodal_logits_split_the_head_as_eq3():
+    model = AVClassifier(num_classes=2, width=1)  # feature_dim 8
+    with torch.no_grad():
+        model.fusion.weight.zero_()
+        model.fusion.weight[0, 0] = 2.0    # audio half
+        model.fusion.weight[1, 8] = 3.0    # visual half
+        model.fusion.bias.copy_(torch.tensor([1.0, -4.0]))
+    phi_a = torch.zeros(1, 8)
+    phi_a[0, 0] = 1.5
+    phi_v = torch.zeros(1, 8)
+    phi_v[0, 0] = 0.5
+    l_a, l_v = model.unimodal_logits(phi_a, phi_v)
+    # l_a = W_a phi_a + b/2 = [2*1.5 + 0.5, 0 - 2]; l_v = W_v phi_v + b/2 = [0 + 0.5, 3*0.5 - 2]
+    assert torch.allclose(l_a, torch.tensor([[3.5, -2.0]]))
+    assert torch.allclose(l_v, torch.tensor([[0.5, -0.5]]))
+    f, _, _ = model.head(phi_a, phi_v)
+    assert torch.allclose(f, torch.tensor([[4.0, -2.5]]))  # Eq. 1: W [phi_a; phi_v] + b
+
+
+def test_forward_shapes_and_eq2_sum():
+    torch.manual_seed(0)
+    model = AVClassifier(num_classes=6, width=4).eval()
+    audio, visual = torch.randn(3, 1, 32, 40), torch.randn(3, 2, 3, 32, 32)
+    logits, l_a, l_v = model(audio, visual)
+    assert logits.shape == l_a.shape == l_v.shape == (3, 6)
+    assert torch.allclose(logits, l_a + l_v, atol=1e-6)
+    phi_a, phi_v = model.encode(audio, visual)
+    assert phi_a.shape == phi_v.shape == (3, 32)  # 8 * width
+    assert torch.allclose(logits, model.fusion(torch.cat([phi_a, phi_v], 1)), atol=1e-5)
+
+
+def test_full_width_feature_is_512():
+    assert AVClassifier(num_classes=6).feature_dim == 512
+
+
+def test_visual_encoder_averages_frames_over_time():
+    torch.manual_seed(0)
+    model = AVClassifier(num_classes=2, width=2).eval()
+    frames = torch.randn(1, 2, 3, 32, 32)
+    both = model.visual_encoder(frames)
+    each = [model.visual_encoder.frame_encoder(frames[:, t]) for t in range(2)]
+    assert torch.allclose(both, (each[0] + each[1]) / 2, atol=1e-6)
+
+
+def test_modality_gap_by_hand():
+    l_a = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0]])
+    l_v = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])
+    y = torch.tensor([0, 1])
+    # sample 0: s_a = 1/2, s_v = 3/4 -> -1/4; sample 1 (class 1): s_a = 1/5, s_v = 1/2 -> -3/10
+    assert torch.allclose(modality_gap(l_a, l_v, y), torch.tensor([-0.25, -0.3]))
+
+
+def test_warmup_loss_by_hand():
+    logits = torch.tensor([[math.log(3.0), 0.0]])
+    zeros = torch.zeros(1, 2)
+    y = torch.tensor([0])
+    # CE(f) = -log(3/4); CE(l_a) = CE(l_v) = log 2
+    expected = -math.log(0.75) + 2 * math.log(2.0)
+    assert warmup_loss(logits, zeros, zeros, y).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_annealing_coefficient():
+    assert annealing_coefficient(0) == 1.0
+    assert annealing_coefficient(2) == pytest.approx(0.9216)
+
+
+def _mixture():
+    return GapMixture.from_dict({"weights": [0.8, 0.2], "means": [0.0, 0.5], "variances": [0.01, 0.04]})
+
+
+def _normal(x, mu, var):
+    return math.exp(-(x - mu) ** 2 / (2 * var)) / math.sqrt(2 * math.pi * var)
+
+
+def test_posteriors_by_hand_eq9():
+    g = torch.tensor([-0.25, 0.5])
+    w_bal, w_imb = _mixture().posteriors(g)
+    for i, x in enumerate([-0.25, 0.5]):
+        p0, p1 = 0.8 * _normal(x, 0.0, 0.01), 0.2 * _normal(x, 0.5, 0.04)
+        assert w_imb[i].item() == pytest.approx(p1 / (p0 + p1), rel=1e-5)
+        assert w_bal[i].item() == pytest.approx(p0 / (p0 + p1), rel=1e-5)
+    assert torch.allclose(w_bal + w_imb, torch.ones(2))
+
+
+def test_adaptive_loss_by_hand_eq10():
+    l_a = torch.tensor([[0.0, 0.0]])
+    l_v = torch.tensor([[math.log(3.0), 0.0]])
+    logits = l_a + l_v
+    y = torch.tensor([0])
+    g = 0.5 - 0.75
+    p0, p1 = 0.8 * _normal(g, 0.0, 0.01), 0.2 * _normal(g, 0.5, 0.04)
+    w_bal, w_imb = p0 / (p0 + p1), p1 / (p0 + p1)
+    ce = -math.log(0.75)
+    lam = 0.96 ** 2
+    alpha, beta, gamma = 0.7, 1.3, 2.0
+    expected = alpha * w_bal * ce + lam * (beta * g ** 2 + gamma * w_imb * (g - 0.0) ** 2)
+    got = adaptive_loss(logits, l_a, l_v, y, _mixture(), epoch=2, alpha=alpha, beta=beta, gamma=gamma)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # without the weights (the "w/o w" ablation) both weights are 1
+    expected_now = alpha * ce + lam * (beta * g ** 2 + gamma * (g - 0.0) ** 2)
+    got_now = adaptive_loss(logits, l_a, l_v, y, _mixture(), epoch=2, alpha=alpha, beta=beta, gamma=gamma,
+                            use_weights=False)
+    assert got_now.item() == pytest.approx(expected_now, rel=1e-5)
+
+
+def test_adaptive_loss_uses_the_balanced_mean():
+    mix = GapMixture.from_dict({"weights": [0.5, 0.5], "means": [0.1, 0.6], "variances": [0.01, 0.01]})
+    l = torch.zeros(1, 2)
+    y = torch.tensor([0])  # g = 0
+    w_bal, w_imb = mix.posteriors(torch.zeros(1))
+    expected = w_bal.item() * math.log(2.0) + 1.0 * (0.0 + w_imb.item() * 0.1 ** 2)
+    assert adaptive_loss(l + l, l, l, y, mix, epoch=0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_adaptive_loss_reduces_to_alpha_ce_without_gap_terms():
+    torch.manual_seed(0)
+    logits_a, logits_v = torch.randn(5, 4), torch.randn(5, 4)
+    logits, y = logits_a + logits_v, torch.tensor([0, 1, 2, 3, 1])
+    mix = _mixture()
+    loss = adaptive_loss(logits, logits_a, logits_v, y, mix, epoch=3, alpha=1.7, beta=0.0, gamma=0.0,
+                         use_weights=False)
+    assert loss.item() == pytest.approx(1.7 * F.cross_entropy(logits, y).item(), rel=1e-6)
+    weighted = adaptive_loss(logits, logits_a, logits_v, y, mix, epoch=3, alpha=1.7, beta=0.0, gamma=0.0)
+    w_bal, _ = mix.posteriors(modality_gap(logits_a, logits_v, y))
+    ce = F.cross_entropy(logits, y, reduction="none")
+    assert weighted.item() == pytest.approx(1.7 * (w_bal * ce).mean().item(), rel=1e-6)
+
+
+def test_adaptive_loss_gradients_reach_both_encoders_and_weights_are_constants():
+    torch.manual_seed(0)
+    model = AVClassifier(num_classes=3, width=2)
+    audio, visual = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 3, 32, 32)
+    y = torch.tensor([0, 1, 2, 0])
+    logits, l_a, l_v = model(audio, visual)
+    g = modality_gap(l_a, l_v, y)
+    w_bal, w_imb = _mixture().posteriors(g)
+    assert not w_bal.requires_grad and not w_imb.requires_grad
+    adaptive_loss(logits, l_a, l_v, y, _mixture(), epoch=0).backward()
+    for encoder in (model.audio_encoder, model.visual_encoder):
+        grads = [p.grad for p in encoder.parameters()]
+        assert all(gr is not None for gr in grads)
+        assert sum(gr.abs().sum().item() for gr in grads) > 0
+
+
+def test_gap_terms_alone_pull_the_gap_towards_zero():
+    # with alpha = 0 the gradient of Eq. 10 w.r.t. the audio logits lowers s_a when g > 0
+    l_a = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    l_v = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0])
+    adaptive_loss(l_a + l_v, l_a, l_v, y, _mixture(), epoch=0, alpha=0.0).backward()
+    assert l_a.grad[0, 0] > 0 and l_v.grad[0, 0] < 0
+
+
+def test_mixture_posteriors_follow_the_device_and_dtype():
+    w_bal, w_imb = _mixture().posteriors(torch.tensor([0.1, 0.2], dtype=torch.float32))
+    assert w_bal.dtype == torch.float32 and w_imb.dtype == torch.float32
+    assert np.isfinite(w_bal.numpy()).all()
