@@ -1,0 +1,160 @@
+"""The trainer of Algorithm 1 on a tiny in-memory dataset: schedule, selection, checkpoints, resume."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gapkit.data.base import AVData, AVSplit
+from gapkit.models import AVClassifier
+from gapkit.training import NonFiniteLossError, TrainConfig, Trainer, summarize
+
+
+def _split(n, seed, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    audio = torch.randn(n, 1, 16, 16, generator=g) * 0.5
+    audio[:, :, :, :] += labels.view(n, 1, 1, 1).float()        # audio: an easy class signal
+    visual = torch.randint(0, 256, (n, 1, 3, 16, 16), generator=g, dtype=torch.uint8)
+    visual[:, :, 0] = (labels.view(n, 1, 1, 1) * 100).to(torch.uint8)  # visual: red channel by class
+    return AVSplit(audio.half(), visual, labels, [f"c{seed}_{i}" for i in range(n)])
+
+
+@pytest.fixture
+def data():
+    return AVData(_split(48, 0), _split(12, 1), _split(12, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
+
+
+def _config(**kw):
+    base = dict(method="adaptive", warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16,
+                lr=0.05, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _train(data, out_dir=None, init_from=None, **kw):
+    torch.manual_seed(0)
+    model = AVClassifier(3, width=2)
+    return Trainer(model, data, _config(**kw), device="cpu", out_dir=out_dir).fit(init_from=init_from)
+
+
+def test_schedule_history_and_gmm_fits(data):
+    result = _train(data)
+    epochs = result.history["epochs"]
+    assert [e["phase"] for e in epochs] == ["warmup", "warmup", "adaptive", "adaptive"]
+    assert [e["step"] for e in epochs] == [-1, -1, 0, 1]
+    assert [e["lambda_t"] for e in epochs[2:]] == [1.0, 0.96]
+    for key in ("loss", "train_acc", "train_acc_audio", "train_acc_visual", "val_acc", "val_acc_audio",
+                "val_acc_visual", "test_acc", "test_acc_audio", "test_acc_visual"):
+        assert all(0 <= e[key] for e in epochs), key
+    gmm = result.history["gmm"]
+    assert [g["step"] for g in gmm] == [0, 1, 2]          # one fit per step, and one after training
+    assert len(result.gaps) == 3 and all(len(g) == 48 for g in result.gaps)
+    assert all(len(g["weights"]) == 2 and abs(sum(g["weights"]) - 1) < 1e-9 for g in gmm)
+
+
+def test_concat_has_no_second_stage(data):
+    result = _train(data, method="concat")
+    assert {e["phase"] for e in result.history["epochs"]} == {"train"}
+    assert len(result.history["epochs"]) == 4 and result.history["gmm"] == [] and result.gaps == []
+
+
+def test_learns_above_chance(data):
+    result = _train(data, warmup_epochs=6)
+    assert max(e["val_acc"] for e in result.history["epochs"]) > 0.6  # chance is 1/3
+
+
+def test_selection_uses_validation_never_test():
+    history = {"gmm": [], "epochs": [
+        {"val_acc": 0.5, "test_acc": 0.9, "test_acc_audio": 0.1, "test_acc_visual": 0.1, "val_acc_audio": 0, "seconds": 1},
+        {"val_acc": 0.7, "test_acc": 0.6, "test_acc_audio": 0.2, "test_acc_visual": 0.3, "val_acc_audio": 0, "seconds": 1},
+        {"val_acc": 0.7, "test_acc": 0.8, "test_acc_audio": 0.4, "test_acc_visual": 0.5, "val_acc_audio": 0, "seconds": 1},
+    ]}
+    s = summarize(history)
+    assert s["best_val_epoch"] == 1 and s["test_acc"] == 0.6 and s["test_acc_visual"] == 0.3
+    assert s["last_test_acc"] == 0.8 and s["seconds"] == 3
+
+
+def test_same_seed_same_numbers(data):
+    a, b = _train(data), _train(data)
+    assert a.history["epochs"][-1]["loss"] == b.history["epochs"][-1]["loss"]
+    np.testing.assert_array_equal(a.gaps[-1], b.gaps[-1])
+
+
+def _strip(history):
+    return [{k: v for k, v in e.items() if "seconds" not in k} for e in history["epochs"]]
+
+
+def test_killed_run_resumes_to_the_same_result(data, tmp_path, monkeypatch):
+    full = _train(data)
+    original = Trainer._train_epoch
+
+    def dies_at_epoch_3(self, optimizer, generator, ctx, history):
+        if ctx.epoch == 3:
+            raise KeyboardInterrupt
+        return original(self, optimizer, generator, ctx, history)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dies_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _train(data, out_dir=tmp_path)
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 3
+    assert not (tmp_path / "history.json").exists()
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    resumed = _train(data, out_dir=tmp_path)
+    assert _strip(resumed.history) == _strip(full.history)
+    assert json.loads((tmp_path / "history.json").read_text())["epochs"][-1]["loss"] == full.history["epochs"][-1]["loss"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_branch_from_warmup_checkpoint_equals_one_run(data, tmp_path):
+    full = _train(data, out_dir=tmp_path / "full")
+    branched = _train(data, out_dir=tmp_path / "branch", init_from=tmp_path / "full" / "warmup.pt")
+    assert _strip(branched.history) == _strip(full.history)
+    variant = _train(data, out_dir=tmp_path / "gamma0", init_from=tmp_path / "full" / "warmup.pt",
+                     method_options={"gamma": 0.0})
+    assert _strip(variant.history)[:2] == _strip(full.history)[:2]
+    assert variant.history["epochs"][-1]["loss"] != full.history["epochs"][-1]["loss"]
+
+
+def test_branch_refuses_other_warmup_settings(data, tmp_path):
+    _train(data, out_dir=tmp_path / "full")
+    with pytest.raises(ValueError, match="lr"):
+        _train(data, out_dir=tmp_path / "other", init_from=tmp_path / "full" / "warmup.pt", lr=0.01)
+
+
+def test_optimizer_reset_versus_kept_state(data):
+    reset = _train(data, optimizer="adam", lr=1e-3)
+    kept = _train(data, optimizer="adam", lr=1e-3, reset_optimizer=False)
+    assert _strip(reset.history)[:2] == _strip(kept.history)[:2]
+    assert reset.history["epochs"][2]["loss"] != kept.history["epochs"][2]["loss"]
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
+    from gapkit.methods.adaptive import Adaptive
+
+    original = Adaptive.training_step
+
+    def nan_at_epoch_3(self, model, audio, visual, y, ctx):
+        out = original(self, model, audio, visual, y, ctx)
+        if ctx.epoch == 3:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Adaptive, "training_step", nan_at_epoch_3)
+    with pytest.raises(NonFiniteLossError, match="epoch 3.*last.pt"):
+        _train(data, out_dir=tmp_path)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ckpt["epoch"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_empty_split_is_refused_before_training(data):
+    empty = AVData(data.train, data.val.subset([]), data.test, data.classes)
+    with pytest.raises(ValueError, match="val split is empty"):
+        Trainer(AVClassifier(3, width=2), empty, _config(), device="cpu")
+
+
+def test_unknown_method_and_option(data):
+    with pytest.raises(ValueError, match="unknown method"):
+        Trainer(AVClassifier(3, width=2), data, _config(method="nope"), device="cpu")
+    with pytest.raises(ValueError, match="no option"):
+        Trainer(AVClassifier(3, width=2), data, _config(method_options={"delta": 1}), device="cpu")
