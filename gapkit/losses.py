@@ -20,17 +20,20 @@ def annealing_coefficient(epoch: int, base: float = 0.96) -> float:
 
 def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor,
                   mix: GapMixture, epoch: int, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
-                  use_weights: bool = True) -> torch.Tensor:
+                  use_weights: bool = True, weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Eq. 10, per sample and then averaged over the batch:
 
         alpha * w_bal * CE(f, y) + lambda_t * (beta * g^2 + gamma * w_imb * (g - mu_0)^2)
 
     with g the modality gap (Eq. 6), w_bal / w_imb the GMM posteriors of Eq. 9 (constants for
     the gradient), mu_0 the balanced component's mean and lambda_t = 0.96 ** epoch.
-    ``use_weights=False`` sets both weights to 1 (the paper's "w/o w" ablation).
+    ``use_weights=False`` sets both weights to 1 (the paper's "w/o w" ablation); ``weights``
+    replaces Eq. 9's posteriors by given (w_bal, w_imb), for the controls of :func:`control_weights`.
     """
     g = modality_gap(logits_a, logits_v, y)
-    if use_weights:
+    if weights is not None:
+        w_bal, w_imb = weights
+    elif use_weights:
         w_bal, w_imb = mix.posteriors(g)
     else:
         w_bal = w_imb = torch.ones_like(g)
@@ -38,3 +41,24 @@ def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.
     lam = annealing_coefficient(epoch)
     per_sample = alpha * w_bal * ce + lam * (beta * g ** 2 + gamma * w_imb * (g - mix.balanced_mean) ** 2)
     return per_sample.mean()
+
+
+def control_weights(g: torch.Tensor, w_bal: torch.Tensor, w_imb: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights that keep Eq. 9's batch statistics but not its sample separation (controls, not in the paper).
+
+    ``"gap-magnitude"``: w_imb replaced by |g| rescaled to the batch mean of the GMM's w_imb
+    (clamped to [0, 1]), w_bal = 1 - w_imb: a weight that grows with the gap without the GMM.
+    ``"shuffled"``: the GMM's (w_bal, w_imb) pairs permuted across the batch's samples (global
+    torch RNG), so the weights' distribution is the GMM's but no longer belongs to the right sample.
+    Both are constants for the gradient, like Eq. 9's.
+    """
+    g = g.detach()
+    if kind == "gap-magnitude":
+        magnitude = g.abs()
+        scale = w_imb.mean() / magnitude.mean().clamp_min(1e-12)
+        w_imb = (magnitude * scale).clamp(0.0, 1.0)
+        return 1 - w_imb, w_imb
+    if kind == "shuffled":
+        perm = torch.randperm(len(g)).to(g.device)
+        return w_bal[perm], w_imb[perm]
+    raise ValueError(f"unknown weight control {kind!r}; use 'gap-magnitude' or 'shuffled'")

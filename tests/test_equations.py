@@ -166,3 +166,29 @@ def test_mixture_posteriors_follow_the_device_and_dtype():
     w_bal, w_imb = _mixture().posteriors(torch.tensor([0.1, 0.2], dtype=torch.float32))
     assert w_bal.dtype == torch.float32 and w_imb.dtype == torch.float32
     assert np.isfinite(w_bal.numpy()).all()
+
+
+def test_gap_magnitude_control_keeps_the_batch_mean():
+    from gapkit.losses import control_weights
+
+    g = torch.tensor([0.1, -0.3, 0.2])
+    w_imb = torch.tensor([0.2, 0.4, 0.0])
+    w_bal2, w_imb2 = control_weights(g, 1 - w_imb, w_imb, "gap-magnitude")
+    # mean |g| = 0.2 = mean w_imb, so the scale is 1 and w_imb becomes |g|
+    assert torch.allclose(w_imb2, torch.tensor([0.1, 0.3, 0.2]))
+    assert torch.allclose(w_bal2 + w_imb2, torch.ones(3))
+    assert w_imb2.mean().item() == pytest.approx(w_imb.mean().item())
+
+
+def test_shuffled_control_permutes_weight_pairs():
+    from gapkit.losses import control_weights
+
+    torch.manual_seed(3)
+    g = torch.linspace(-0.5, 0.5, 64)
+    w_imb = torch.rand(64)
+    w_bal2, w_imb2 = control_weights(g, 1 - w_imb, w_imb, "shuffled")
+    assert torch.equal(torch.sort(w_imb2).values, torch.sort(w_imb).values)
+    assert torch.allclose(w_bal2 + w_imb2, torch.ones(64))
+    assert not torch.equal(w_imb2, w_imb)
+    with pytest.raises(ValueError, match="unknown weight control"):
+        control_weights(g, 1 - w_imb, w_imb, "other")
