@@ -179,6 +179,7 @@ class Trainer:
         self.data = data
         self.config = config
         self.method = make_method(config.method, **config.method_options)
+        self.method.setup(self.model)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.data_key = data.info.get("cache_key")
@@ -268,7 +269,8 @@ class Trainer:
                 gaps.append(g)
                 record["gmm_seconds"] = fit_seconds
             ctx = Context(epoch=epoch, phase=phase, adaptive_epoch=adaptive_epoch, step=step,
-                          total_epochs=cfg.total_epochs, mixture=mixture)
+                          total_epochs=cfg.total_epochs, mixture=mixture,
+                          batches_per_epoch=self._batches_per_epoch(), optimizer=optimizer)
             record.update(self._train_epoch(optimizer, generator, ctx, history))
             record.update(_record_split("val", self.evaluate("val")))
             record.update(_record_split("test", self.evaluate("test")))
@@ -297,6 +299,11 @@ class Trainer:
         if self.out_dir is not None:
             self._write_outputs(result)
         return result
+
+    def _batches_per_epoch(self) -> int:
+        """Training mini-batches per epoch (a final batch of one sample is dropped, see iterate_batches)."""
+        n, b = len(self.data.train), self.config.batch_size
+        return n // b + (1 if n % b > 1 else 0)
 
     def _fit_mixture(self) -> tuple[GapMixture, np.ndarray, float]:
         """Algorithm 1's step preamble: collect the training gaps and fit Eq. 8."""

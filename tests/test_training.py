@@ -158,3 +158,20 @@ def test_unknown_method_and_option(data):
         Trainer(AVClassifier(3, width=2), data, _config(method="nope"), device="cpu")
     with pytest.raises(ValueError, match="no option"):
         Trainer(AVClassifier(3, width=2), data, _config(method_options={"delta": 1}), device="cpu")
+
+
+def test_warmup_controls_schedule(data):
+    only = _train(data, method="warmup-only")
+    reset = _train(data, method="warmup-reset")
+    assert {e["phase"] for e in only.history["epochs"]} == {"train"}
+    assert [e["phase"] for e in reset.history["epochs"]] == ["warmup", "warmup", "adaptive", "adaptive"]
+    assert only.history["gmm"] == [] and reset.history["gmm"] == []
+    # same loss (Eq. 7) and state until the reset, then the reset makes them differ
+    assert _strip(only.history)[:2] == [{**e, "phase": "train"} for e in _strip(reset.history)[:2]]
+    assert only.history["epochs"][2]["loss"] != reset.history["epochs"][2]["loss"]
+
+
+def test_weight_controls_run(data):
+    for kind in ("gap-magnitude", "shuffled"):
+        result = _train(data, method_options={"weight_control": kind})
+        assert np.isfinite(result.history["epochs"][-1]["loss"])

@@ -1,11 +1,28 @@
-"""Registry of training methods, selectable by name (``--method NAME``)."""
+"""Registry of training methods, selectable by name (``--method NAME``).
+
+Besides the paper's method (``adaptive``) and its baseline (``concat``), the peers of the paper's Table 1, one module each: ``ogm-ge``, ``g-blending``, ``pmr``, ``agm``,
+``mla``, ``greedy``, ``d-and-r`` and ``opm-ogm``; and the controls ``warmup-only`` and ``warmup-reset``
+(see :mod:`gapkit.methods.controls`).
+"""
 from __future__ import annotations
 
 from .adaptive import Adaptive
+from .agm import AGM
 from .base import Context, Method, StepOutput
 from .concat import Concat
+from .controls import WarmupOnly, WarmupReset
+from .d_and_r import DiagnoseRelearn
+from .g_blending import GBlending
+from .greedy import Greedy
+from .mla import MLA
+from .ogm_ge import OGMGE
+from .opm_ogm import OPMOGM
+from .pmr import PMR
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Concat, Adaptive)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Concat, Adaptive, WarmupOnly, WarmupReset)}
+#: the peer methods of Table 1, in the order of the table
+PEERS: tuple[type[Method], ...] = (GBlending, OGMGE, Greedy, PMR, AGM, MLA, DiagnoseRelearn, OPMOGM)
+METHODS.update({cls.name: cls for cls in PEERS})
 
 
 def make_method(name: str, **options) -> Method:
@@ -17,4 +34,4 @@ def make_method(name: str, **options) -> Method:
     return cls(**options)
 
 
-__all__ = ["METHODS", "Context", "Method", "StepOutput", "make_method"]
+__all__ = ["METHODS", "PEERS", "Context", "Method", "StepOutput", "make_method"]

@@ -14,6 +14,9 @@ happens inside it:
 * ``after_backward``: gradient modulation between ``backward()`` and the optimizer step.
 * ``on_epoch_start`` / ``on_epoch_end``: per-epoch updates (e.g. re-estimated coefficients).
 * ``predict``: the logits used for evaluation (default: the model's own).
+* ``setup``: called once when the trainer is made, before the optimizer exists; a method
+  whose network needs modules of its own (MLA's shared head, Greedy's MMTM layers) adds
+  them to the model here, so they are trained, checkpointed and restored with it.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ class Context:
     mixture: GapMixture | None = None
     batches_per_epoch: int = 0
     extra: dict = field(default_factory=dict)
+    #: the trainer's optimizer, for a method that takes several optimizer steps per mini-batch (MLA)
+    optimizer: object = None
 
 
 @dataclass
@@ -63,6 +68,9 @@ class Method:
             raise ValueError(f"method {self.name!r} has no option(s) {sorted(unknown)}; "
                              f"its options are {sorted(self.defaults) or 'none'}")
         self.options = {**self.defaults, **options}
+
+    def setup(self, model) -> None:
+        """Called once by the trainer, before the optimizer is made (default: nothing)."""
 
     def training_step(self, model, audio, visual, y, ctx: Context) -> StepOutput:
         raise NotImplementedError

@@ -1,0 +1,446 @@
+"""The peer methods of Table 1: each one's characteristic mechanism on hand-built tensors, a smoke run, exact resume."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gapkit.data.base import AVData, AVSplit
+from gapkit.data.batches import iterate_batches
+from gapkit.methods import METHODS, PEERS, Context, StepOutput, make_method
+from gapkit.methods.agm import AGM, agm_coefficients, mono_modal_score, scale_gradient
+from gapkit.methods.d_and_r import feature_purity, purity_score, relearn_weight, soft_reinit
+from gapkit.methods.g_blending import GBlending, ogr_weights
+from gapkit.methods.greedy import MMTM, Greedy
+from gapkit.methods.mla import MLA, entropy_weights, modify_gradient, update_projector
+from gapkit.methods.ogm_ge import OGMGE, modulate_encoder_gradients, ogm_coefficients, true_class_score
+from gapkit.methods.opm_ogm import drop_features, opm_drop_probabilities
+from gapkit.methods.pmr import PMR, class_means, entropy, pmr_coefficient, prototype_logits
+from gapkit.models import AVClassifier
+from gapkit.training import Trainer, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and least disturbed by other work) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _split(n, seed, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    audio = torch.randn(n, 1, 16, 16, generator=g) * 0.5 + labels.view(n, 1, 1, 1).float()
+    visual = torch.randint(0, 256, (n, 1, 3, 16, 16), generator=g, dtype=torch.uint8)
+    visual[:, :, 0] = (labels.view(n, 1, 1, 1) * 100).to(torch.uint8)
+    return AVSplit(audio.half(), visual, labels, [f"c{seed}_{i}" for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def data():
+    return AVData(_split(48, 0), _split(12, 1), _split(12, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return AVClassifier(3, width=2)
+
+
+def _batch(data, n=12):
+    s = data.train
+    visual = (s.visual[:n].float() / 255 - 0.5) / 0.25
+    return s.audio[:n].float(), visual, s.labels[:n]
+
+
+def _ctx(epoch=0, **kw):
+    return Context(epoch=epoch, phase="train", **kw)
+
+
+# --- OGM-GE ---------------------------------------------------------------------------------------
+
+def test_ogm_coefficient_is_one_for_the_weaker_and_the_formula_for_the_dominant():
+    # Eq. 10 as in the paper and the authors' code: 1 - tanh(alpha * rho) for the dominant modality
+    k_a, k_v, rho = ogm_coefficients(30.0, 20.0, alpha=0.8)
+    assert rho == pytest.approx(1.5)
+    assert k_v == 1.0 and k_a < 1
+    assert k_a == pytest.approx(1 - math.tanh(0.8 * 1.5))
+    k_a, k_v, _ = ogm_coefficients(10.0, 40.0, alpha=0.5)
+    assert k_a == 1.0 and k_v == pytest.approx(1 - math.tanh(0.5 * 4.0))
+    assert ogm_coefficients(7.0, 7.0, alpha=0.8)[:2] == (1.0, 1.0)
+    # the continuous variant 1 - tanh(alpha * (rho - 1)): 1 at balance, below 1 for the dominant modality
+    k_a, k_v, _ = ogm_coefficients(30.0, 20.0, alpha=0.8, ratio_offset=1)
+    assert k_v == 1.0 and k_a == pytest.approx(1 - math.tanh(0.8 * (1.5 - 1)))
+    assert ogm_coefficients(20.001, 20.0, alpha=0.8, ratio_offset=1)[0] == pytest.approx(1.0, abs=1e-4)
+    assert OGMGE().options["ratio_offset"] == 0
+
+
+def test_true_class_score_sums_the_ground_truth_softmax():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 1, 0])
+    p = torch.softmax(logits, 1)
+    assert true_class_score(logits, y).item() == pytest.approx((p[0, 0] + p[1, 1] + p[2, 0]).item())
+
+
+def test_ogm_modulates_only_the_dominant_encoders_convolutions(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    method = OGMGE(ge=False, alpha=0.8)
+    out = method.training_step(model, audio, visual, y, _ctx())
+    # hand-built unimodal logits: audio confident on the true class, visual uniform
+    out = StepOutput(out.loss, out.logits, F.one_hot(y, 3).float() * 5, torch.zeros(len(y), 3))
+    out.loss.backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    method.after_backward(model, out, y, _ctx())
+    k_a, k_v, _ = ogm_coefficients(true_class_score(out.logits_a, y), true_class_score(out.logits_v, y), 0.8)
+    assert k_a < 1 and k_v == 1
+    for n, p in model.named_parameters():
+        expected = before[n] * k_a if n.startswith("audio_encoder") and p.dim() == 4 else before[n]
+        torch.testing.assert_close(p.grad, expected)
+
+
+def test_ge_noise_has_the_gradients_std():
+    conv = torch.nn.Conv2d(64, 64, 3)
+    torch.manual_seed(1)
+    conv.weight.grad = torch.randn_like(conv.weight) * 3.0
+    g = conv.weight.grad.clone()
+    modulate_encoder_gradients(conv, 0.5, noise=True)
+    noise = conv.weight.grad - 0.5 * g
+    assert noise.std().item() == pytest.approx(g.std().item(), rel=0.05)
+    assert conv.bias.grad is None
+
+
+# --- G-Blending -----------------------------------------------------------------------------------
+
+def test_ogr_weights_by_hand():
+    start = {"fused": (1.0, 1.2), "audio": (1.0, 1.1), "visual": (1.0, 1.3)}
+    end = {"fused": (0.5, 1.0), "audio": (0.8, 1.0), "visual": (0.9, 1.4)}
+    raw = {"fused": 0.2 / ((1.0 - 0.5) - (1.2 - 1.0)) ** 2,     # Delta G / Delta O^2
+           "audio": 0.1 / ((1.0 - 0.8) - (1.1 - 1.0)) ** 2,
+           "visual": 0.0}                                       # held-out loss rose: no weight
+    w = ogr_weights(start, end)
+    total = sum(raw.values())
+    assert w == pytest.approx({k: v / total for k, v in raw.items()})
+    assert ogr_weights(start, start) is None
+
+
+def test_g_blending_loss_is_the_weighted_sum_of_the_heads(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    method = GBlending(super_epoch=2)
+    method.weights = {"fused": 0.5, "audio": 0.3, "visual": 0.2}
+    out = method.training_step(model, audio, visual, y, _ctx())
+    f, la, lv = model(audio, visual)
+    expected = 0.5 * F.cross_entropy(f, y) + 0.3 * F.cross_entropy(la, y) + 0.2 * F.cross_entropy(lv, y)
+    torch.testing.assert_close(out.loss, expected)
+
+
+# --- PMR ------------------------------------------------------------------------------------------
+
+def test_pmr_prototypes_are_the_class_means(data):
+    model = _model()
+    method = PMR(proto_fraction=1.0)
+    proto = method.compute_prototypes(model, data)
+    model.eval()
+    with torch.no_grad():
+        audio, visual, y, _ = next(iterate_batches(data.train, len(data.train)))
+        phi_a, phi_v = model.encode(audio, visual)
+    for k in range(3):
+        torch.testing.assert_close(proto["audio"][k], phi_a[y == k].mean(0), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(proto["visual"][k], phi_v[y == k].mean(0), atol=1e-5, rtol=1e-5)
+
+
+def test_class_means_keep_previous_prototype_of_an_absent_class():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0]])
+    y = torch.tensor([0, 0, 2])
+    prev = torch.full((3, 2), 7.0)
+    torch.testing.assert_close(class_means(x, y, 3, prev), torch.tensor([[2.0, 3.0], [7.0, 7.0], [10.0, 0.0]]))
+
+
+def test_pmr_loss_adds_pce_for_the_slow_and_entropy_for_the_dominant(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    method = PMR(alpha=2.0, mu=0.1, entropy_epochs=1)
+    with torch.no_grad():
+        phi_a, phi_v = model.encode(audio, visual)
+    # audio prototypes at its class means (well separated), visual prototypes all equal (uninformative)
+    method.prototypes = {"audio": class_means(phi_a, y, 3), "visual": phi_v.mean(0, keepdim=True).repeat(3, 1)}
+    for epoch, with_entropy in ((0, True), (1, False)):
+        out = method.training_step(model, audio, visual, y, _ctx(epoch))
+        pa = prototype_logits(phi_a, method.prototypes["audio"])
+        pv = prototype_logits(phi_v, method.prototypes["visual"])
+        rho = true_class_score(pa, y).item() / true_class_score(pv, y).item()
+        assert rho > 1                      # audio dominates, visual is the slow modality
+        beta = 2.0 * (rho - 1)
+        expected = F.cross_entropy(model(audio, visual)[0], y) + beta * F.cross_entropy(pv, y)
+        if with_entropy:
+            expected = expected - 0.1 * entropy(pa)
+        torch.testing.assert_close(out.loss, expected, atol=1e-5, rtol=1e-5)
+    assert pmr_coefficient(1.0, 2.0) == 0 and pmr_coefficient(1.5, 2.0, "constant") == 2.0
+    torch.testing.assert_close(prototype_logits(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0], [0.0, 1.0]])),
+                               torch.tensor([[-5.0, -1.0]]))
+
+
+# --- AGM ------------------------------------------------------------------------------------------
+
+def test_scale_gradient_is_identity_forward_and_scales_backward():
+    x = torch.randn(4, 3, requires_grad=True)
+    y = scale_gradient(x, 0.25)
+    assert torch.equal(y, x)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 0.25))
+
+
+def test_agm_coefficients_by_hand():
+    c_a, c_v = agm_coefficients(score_a=0.5, score_v=1.0, mean_a=0.8, mean_v=0.9, alpha=1.0)
+    assert c_a == pytest.approx(math.exp(math.exp(0.1) - math.exp(0.5)))   # audio ahead of its usual share: < 1
+    assert c_v == pytest.approx(math.exp(math.exp(-0.1) - math.exp(-0.5)))  # visual behind: > 1
+    assert c_a < 1 < c_v
+    assert agm_coefficients(1.0, 1.0, 12.0, 0.0, 1.0)[1] == pytest.approx(math.exp(10))  # clipped at 10
+    y = torch.tensor([0, 1])
+    m = torch.tensor([[100.0, -100.0], [0.0, 0.0]])
+    assert mono_modal_score(m, y) == pytest.approx((0.0 + math.log(2)) / 2, abs=1e-6)
+
+
+def test_agm_responses_sum_to_the_fused_logits(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    total, m_a, m_v, la, lv = AGM(padding="input").responses(model, audio, visual)
+    torch.testing.assert_close(m_a + m_v, total)
+    assert model.training
+    total, m_a, m_v, la, lv = AGM(padding="feature").responses(model, audio, visual)
+    torch.testing.assert_close(m_a, la)  # the Eq. 3 logits
+    torch.testing.assert_close(m_v, lv)
+
+
+def test_agm_scales_the_gradient_through_each_modality(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    method = AGM(padding="feature", clip_grad=False, alpha=1.0)
+    method.running = {"audio": 0.5, "visual": 1.5, "iterations": 10}
+    out = method.training_step(model, audio, visual, y, _ctx())
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    c_a, c_v = method.means.record()["agm_coeff_audio"], method.means.record()["agm_coeff_visual"]
+    model.zero_grad()
+    F.cross_entropy(model(audio, visual)[0], y).backward()
+    for n, p in model.named_parameters():
+        if n.startswith("audio_encoder"):
+            torch.testing.assert_close(grads[n], c_a * p.grad, atol=1e-6, rtol=1e-4)
+        elif n.startswith("visual_encoder"):
+            torch.testing.assert_close(grads[n], c_v * p.grad, atol=1e-6, rtol=1e-4)
+    assert method.running["iterations"] == 11
+
+
+# --- MLA ------------------------------------------------------------------------------------------
+
+def test_mla_projection_makes_the_gradient_orthogonal_to_the_inputs_seen():
+    torch.manual_seed(0)
+    d = 8
+    P = torch.eye(d)
+    r1 = torch.randn(d) * 3
+    P = update_projector(P, r1, a=1e-6)
+    torch.testing.assert_close(P, P.T)
+    assert torch.linalg.matrix_norm(P).item() == pytest.approx(1.0)
+    G = torch.randn(5, d)
+    projected = modify_gradient(G, P, "replace")
+    assert (projected @ r1).abs().max() < 1e-4 * (G @ r1).abs().max()      # G P r ~ 0
+    r2 = torch.randn(d)
+    P = update_projector(P, r2, a=1e-6)
+    projected = modify_gradient(G, P, "replace")
+    assert (projected @ r2).abs().max() < 1e-4 * (G @ r2).abs().max()
+    assert (projected @ r1).abs().max() < 1e-3 * (G @ r1).abs().max()      # still orthogonal to the first
+    torch.testing.assert_close(modify_gradient(G, P, "add"), G + G @ P.T)
+
+
+def test_mla_entropy_weights_favour_the_confident_modality():
+    confident = torch.tensor([[5.0, 0.0, 0.0]])
+    unsure = torch.tensor([[0.1, 0.0, 0.0]])
+    w_c, w_u = entropy_weights([confident, unsure])
+    assert w_c.item() + w_u.item() == pytest.approx(1.0)
+    assert w_c.item() > 0.5 > w_u.item()
+    e = [-(torch.softmax(x, 1) * torch.log_softmax(x, 1)).sum().item() for x in (confident, unsure)]
+    assert w_c.item() == pytest.approx(math.exp(e[1] - e[0]) / (math.exp(e[1] - e[0]) + 1))
+
+
+def test_mla_takes_one_optimizer_step_per_modality_and_predicts_the_fused_head(data):
+    model = _model()
+    method = MLA()
+    method.setup(model)
+    audio, visual, y = _batch(data)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = []
+    original = optimizer.step
+    optimizer.step = lambda *a, **k: (steps.append(model.mla_head.weight.detach().clone()), original(*a, **k))[1]
+    head0 = model.mla_head.weight.detach().clone()
+    ctx = _ctx(batches_per_epoch=4, optimizer=optimizer)
+    out = method.training_step(model, audio, visual, y, ctx)
+    assert len(steps) == 1 and not torch.equal(model.mla_head.weight, head0)   # the audio step is taken
+    optimizer.zero_grad()
+    out.loss.backward()
+    assert model.fusion.weight.grad is None and model.audio_encoder.stem[0].weight.grad is None
+    method.after_backward(model, out, y, ctx)
+    optimizer.step()
+    assert len(steps) == 2 and method.sub_steps == 2
+    model.eval()
+    fused, out_a, out_v = method.predict(model, audio, visual)
+    phi_a, phi_v = model.encode(audio, visual)
+    torch.testing.assert_close(out_a, model.mla_head(phi_a))
+    w_a, w_v = entropy_weights([out_a, out_v])
+    torch.testing.assert_close(fused, w_a * out_a + w_v * out_v)
+
+
+# --- Greedy ---------------------------------------------------------------------------------------
+
+def test_mmtm_rebalancing_cuts_the_cross_modal_flow_into_the_caring_modality():
+    torch.manual_seed(0)
+    mmtm = MMTM(4, 6)
+    a, v = torch.randn(3, 4, 5, 5), torch.randn(3, 2, 6, 4, 4)
+    mmtm.train()
+    out_a, out_v = mmtm(a, v)                   # updates the running averages
+    assert mmtm.steps.item() == 1
+    mmtm.eval()
+    other_v = torch.randn_like(v)
+    cut_a, _ = mmtm(a, v, curation=True, caring=0)
+    cut_a2, _ = mmtm(a, other_v, curation=True, caring=0)
+    torch.testing.assert_close(cut_a, cut_a2)                  # audio no longer depends on the visual input
+    torch.testing.assert_close(cut_a, a * mmtm.running_audio[None, :, None, None])
+    free_a, _ = mmtm(a, other_v)
+    assert not torch.allclose(free_a, cut_a)
+    _, cut_v = mmtm(a, v, curation=True, caring=1)
+    torch.testing.assert_close(cut_v, v * mmtm.running_visual[None, None, :, None, None])
+
+
+def test_greedy_enters_a_rebalancing_window_for_the_modality_leaning_on_the_bypass(data):
+    method = Greedy(epsilon=0.1, window=3, starting_epoch=1)
+    model = _model()
+    method.setup(model)
+    values = iter([0.5, -0.5, 0.01])
+    method.conditional_speed = lambda model: next(values)
+    method.after_backward(model, None, None, _ctx(0))   # before starting_epoch: measured, never acted on
+    assert not method.curation
+    method.after_backward(model, None, None, _ctx(1))   # d = -0.5: visual leans on the bypass
+    assert method.curation and method.caring == 1
+    for _ in range(3):
+        method.after_backward(model, None, None, _ctx(1))
+    assert not method.curation                          # the window of 3 steps is over
+    method.after_backward(model, None, None, _ctx(1))   # d = 0.01 < epsilon
+    assert not method.curation
+
+
+def test_greedy_conditional_speed_is_bdr_difference(data):
+    model = _model()
+    method = Greedy()
+    method.setup(model)
+    audio, visual, y = _batch(data)
+    out = method.training_step(model, audio, visual, y, _ctx())
+    out.loss.backward()
+    d = method.conditional_speed(model)
+    s = method.speeds
+    assert d == pytest.approx(math.log10(s["bypass_audio"] / s["main_audio"]) - math.log10(s["bypass_visual"] / s["main_visual"]))
+
+
+# --- D&R ------------------------------------------------------------------------------------------
+
+def test_soft_reinit_interpolates_toward_the_initial_weights():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    init = {k: v.detach().clone() for k, v in layer.named_parameters()}
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p))
+    current = {k: v.detach().clone() for k, v in layer.named_parameters()}
+    soft_reinit(layer, init, 0.3)
+    for k, p in layer.named_parameters():
+        torch.testing.assert_close(p.detach(), 0.3 * init[k] + 0.7 * current[k])
+
+
+def test_purity_and_relearn_weight_by_hand():
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    clusters = np.array([5, 5, 5, 7, 7, 7])
+    assert purity_score(labels, clusters) == pytest.approx(4 / 6)   # cluster 5 -> 0 (2 hits), 7 -> 1 (2 hits)
+    assert relearn_weight(0.9, 0.6, 3.0) == pytest.approx(math.tanh(0.9))
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    separable = np.eye(3)[y] * 10 + rng.normal(size=(60, 3)) * 0.1
+    assert feature_purity(separable, y, 3) == 1.0
+
+
+# --- OPM & OGM ------------------------------------------------------------------------------------
+
+def test_opm_drops_only_the_dominant_modality_with_a_probability_growing_with_the_discrepancy():
+    q_a, q_v = opm_drop_probabilities(30.0, 20.0, q_base=0.5, lam=0.5)
+    assert q_v == 0 and q_a == pytest.approx(0.5 * (1 + 0.5 * math.tanh(0.5)))
+    assert opm_drop_probabilities(10.0, 10.0, 0.5, 0.5) == (0.0, 0.0)
+    qs = [opm_drop_probabilities(10.0 * r, 10.0, 0.5, 0.5)[0] for r in (1.1, 1.5, 2.0, 4.0)]
+    assert all(a < b for a, b in zip(qs, qs[1:]))
+    assert opm_drop_probabilities(10.0, 40.0, 0.5, 0.5)[0] == 0.0
+
+    torch.manual_seed(0)
+    phi_a, phi_v = torch.ones(20000, 4), torch.ones(20000, 4)
+    q_a = 0.6
+    out_a, out_v, keep = drop_features(phi_a, phi_v, q_a, 0.0)
+    theta = (4 * q_a) / 8
+    assert (out_v == 1 / (1 - theta)).all()                  # the weaker modality is never dropped
+    dropped = (out_a[:, 0] == 0).float().mean().item()
+    assert dropped == pytest.approx(q_a, abs=0.02)
+    assert torch.allclose(out_a[out_a[:, 0] != 0], torch.tensor(1 / (1 - theta)))
+    assert keep.all()
+
+
+# --- smoke runs and resume ------------------------------------------------------------------------
+
+SMOKE_OPTIONS = {"g-blending": {"super_epoch": 2}, "d-and-r": {"reinit_epoch": 1}, "opm-ogm": {"modulation_starts": 0},
+                 "pmr": {"momentum_coef": 0.5, "proto_fraction": 0.5}, "agm": {"modulation_ends": 1}}
+DIAGNOSTIC = {"ogm-ge": "ogm_coeff_audio", "g-blending": "gb_weight_fused", "pmr": "pmr_ratio_audio",
+              "agm": "agm_coeff_audio", "mla": "mla_sub_steps", "greedy": "greedy_d", "d-and-r": "dr_reinits",
+              "opm-ogm": "opm_q_audio"}
+
+
+def _train(data, name, epochs=3, out_dir=None):
+    cfg = TrainConfig(method=name, method_options=SMOKE_OPTIONS.get(name, {}), warmup_epochs=epochs, adaptive_steps=0,
+                      adaptive_epochs=1, batch_size=16, lr=0.02, seed=0)
+    return Trainer(_model(), data, cfg, device="cpu", out_dir=out_dir).fit()
+
+
+def test_registry_has_every_peer():
+    assert {cls.name for cls in PEERS} == {"ogm-ge", "g-blending", "pmr", "agm", "mla", "greedy", "d-and-r", "opm-ogm"}
+    for cls in PEERS:
+        assert METHODS[cls.name] is cls and not cls.two_stage and not cls.fits_gmm
+        assert isinstance(make_method(cls.name), cls)
+        with pytest.raises(ValueError, match="no option"):
+            make_method(cls.name, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", [cls.name for cls in PEERS])
+def test_smoke_training(data, name):
+    result = _train(data, name)
+    epochs = result.history["epochs"]
+    assert len(epochs) == 3 and {e["phase"] for e in epochs} == {"train"}
+    for e in epochs:
+        assert math.isfinite(e["loss"])
+        for key in ("train_acc", "val_acc", "test_acc", "val_acc_audio", "test_acc_visual"):
+            assert 0 <= e[key] <= 1
+        assert math.isfinite(e[DIAGNOSTIC[name]])
+    assert result.summary()["test_acc"] >= 0
+
+
+@pytest.mark.parametrize("name", ["g-blending", "pmr", "agm", "mla", "greedy", "d-and-r"])
+def test_killed_run_resumes_to_the_same_result(data, name, tmp_path, monkeypatch):
+    full = _train(data, name)
+    original = Trainer._train_epoch
+
+    def dies_at_epoch_2(self, optimizer, generator, ctx, history):
+        if ctx.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, optimizer, generator, ctx, history)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dies_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _train(data, name, out_dir=tmp_path)
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    resumed = _train(data, name, out_dir=tmp_path)
+    strip = lambda h: [{k: v for k, v in e.items() if "seconds" not in k} for e in h["epochs"]]
+    assert strip(resumed.history) == strip(full.history)
