@@ -1,0 +1,300 @@
+"""Decode a corpus once into an on-disk cache of fixed-size arrays; later loads only read them.
+
+An entry is a folder ``<cache root>/<dataset>-<preprocessing key>-<corpus digest>/``:
+
+    audio.npy      (N, 1, F, T) float16   log spectrograms
+    visual.npy     (N, T, 3, H, W) uint8  frames
+    labels.npy     (N,) int64
+    clips.json     the N clip names, sorted
+    manifest.json  the key, the preprocessing, the corpus identity, shapes, the skipped clips
+
+The key hashes every :class:`~gapkit.data.base.Preprocessing` field together with
+the corpus identity (dataset name, resolved root and every clip's name, label,
+media paths and segment): rerunning with the same settings reuses the entry, and
+any change builds a new one beside it. An entry is built in a temporary sibling
+folder (``<entry>.tmp-<pid>``) with ``manifest.json`` written last, then renamed
+into place in one step, so a killed build never leaves a folder that is read as
+complete; its leftover is removed by the next build once its process is gone.
+
+The key does not read the media themselves: after replacing media files in place,
+remove the entry (its path is ``info["cache_path"]``) to decode them again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import paths
+from .base import Preprocessing
+from .media import ListingError, MediaError, decode_clip, expected_shapes
+
+FORMAT = 1  # bump when the decoding changes what an entry holds
+PARALLEL_FROM = 64  # fewer clips decode faster in-process than a pool starts
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where one clip's media are: ``audio`` (sound file or video), ``visual`` (video, frame folder or image).
+
+    ``segment`` (start, end in seconds) restricts both to a time span; ``origin``
+    (listing file, line) is named by errors about this clip.
+    """
+
+    clip: str
+    label: int
+    audio: Path
+    visual: Path
+    segment: tuple[float, float] | None = None
+    origin: tuple[Path, int] | None = None
+
+
+@dataclass
+class Corpus:
+    """What a dataset module reads from a corpus's listings, before any decoding.
+
+    ``splits`` maps ``train`` / ``test`` (and ``val`` where the corpus has its own)
+    to clip names in listing order; ``info`` is provenance for :attr:`AVData.info`.
+    """
+
+    sources: list[ClipSource]
+    splits: dict[str, list[str]]
+    classes: list[str]
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class CachedCorpus:
+    """A cache entry in memory: one row per decoded clip, in ``clips`` order (sorted by name)."""
+
+    audio: torch.Tensor
+    visual: torch.Tensor
+    labels: torch.Tensor
+    clips: list[str]
+    skipped: list[dict]
+    key: str
+    path: Path
+    built: bool
+
+    def index(self) -> dict[str, int]:
+        """``clip -> row``."""
+        return {clip: i for i, clip in enumerate(self.clips)}
+
+
+def _clip_name(source: ClipSource) -> str:
+    return source.clip
+
+
+def corpus_key(dataset: str, root, sources: list[ClipSource], pre: Preprocessing) -> str:
+    """``<preprocessing key>-<corpus digest>``: what names and validates a cache entry."""
+    identity = {
+        "format": FORMAT, "dataset": dataset, "root": str(Path(root).resolve()),
+        "clips": [[s.clip, s.label, str(s.audio), str(s.visual), s.segment] for s in sorted(sources, key=_clip_name)],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{pre.key()}-{digest}"
+
+
+def load_or_build(sources: list[ClipSource], pre: Preprocessing, *, dataset: str, root, cache_root=None,
+                  on_error: str = "raise", progress: bool = False, workers: int | None = None) -> CachedCorpus:
+    """The cached tensors of ``sources`` under ``pre``, decoding them first if no complete entry exists.
+
+    ``on_error="raise"`` stops at the first clip that cannot be read, with an error
+    naming its file (and the listing file and line for a missing file);
+    ``"skip"`` leaves such clips out and lists them (``clip``, ``file``, ``reason``)
+    in the entry's manifest and in :attr:`CachedCorpus.skipped`. ``workers``
+    processes decode (default: 2 for 64 clips or more, else 1); rows are written
+    in clip order whatever their number.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    names = [s.clip for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate clip names in {dataset} corpus")
+    sources = sorted(sources, key=_clip_name)
+    key = corpus_key(dataset, root, sources, pre)
+    entry = Path(cache_root if cache_root is not None else paths.cache_dir()).resolve() / f"{dataset}-{key}"
+    built = False
+    if not _is_complete(entry, key):
+        _build(entry, key, sources, pre, dataset, root, on_error, progress, workers)
+        built = True
+    corpus = _load(entry, built)
+    if corpus.skipped and on_error == "raise":
+        first = corpus.skipped[0]
+        raise MediaError(first["file"], f"{first['reason']} (clip {first['clip']}; {len(corpus.skipped)} clips "
+                                        f"left out of the cache entry {entry}, built with on_error='skip'; "
+                                        f"remove it to decode again)")
+    return corpus
+
+
+def _is_complete(entry: Path, key: str) -> bool:
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return manifest.get("key") == key and manifest.get("format") == FORMAT
+
+
+def _load(entry: Path, built: bool) -> CachedCorpus:
+    manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+    # copy-on-write maps: reading is lazy, and indexing a split copies only its rows
+    audio = torch.from_numpy(np.load(entry / "audio.npy", mmap_mode="c"))
+    visual = torch.from_numpy(np.load(entry / "visual.npy", mmap_mode="c"))
+    labels = torch.from_numpy(np.load(entry / "labels.npy"))
+    clips = json.loads((entry / "clips.json").read_text(encoding="utf-8"))
+    return CachedCorpus(audio, visual, labels, clips, manifest["skipped"], manifest["key"], entry, built)
+
+
+# --------------------------------------------------------------------------- building
+
+def _pid_alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _missing_file(source: ClipSource) -> Path | None:
+    for path in (source.audio, source.visual):
+        if not Path(path).exists():
+            return Path(path)
+    return None
+
+
+def _decode(job):
+    """Worker: ``(row, spectrogram, frames, None)`` or ``(row, None, None, (file, reason))``."""
+    row, audio, visual, segment, pre = job
+    try:
+        spec, frames = decode_clip(audio, visual, pre, segment)
+    except MediaError as exc:
+        return row, None, None, (str(exc.path), exc.reason)
+    return row, spec.numpy(), frames.numpy(), None
+
+
+def _quiet_worker() -> None:
+    torch.set_num_threads(1)  # one process per core: no oversubscription
+
+
+def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing, dataset: str, root,
+           on_error: str, progress: bool, workers: int | None) -> None:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in entry.parent.glob(f"{entry.name}.tmp-*"):
+        if not _pid_alive(leftover.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(leftover, ignore_errors=True)
+    started = time.time()
+    skipped, decodable = [], []
+    for source in sources:
+        missing = _missing_file(source)
+        if missing is None:
+            decodable.append(source)
+        elif on_error == "skip":
+            skipped.append({"clip": source.clip, "file": str(missing), "reason": "file not found"})
+        elif source.origin is not None:
+            raise ListingError(source.origin[0], source.origin[1], f"clip {source.clip}: media file missing: {missing}")
+        else:
+            raise MediaError(missing, f"file not found (clip {source.clip})")
+    if not decodable:
+        raise ValueError(f"none of the {len(sources)} clips of {dataset} has its media files "
+                         f"(first missing: {skipped[0]['file']})")
+    jobs = [(row, s.audio, s.visual, s.segment, pre) for row, s in enumerate(decodable)]
+
+    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        audio_shape, visual_shape = expected_shapes(pre)
+        audio = np.lib.format.open_memmap(tmp / "audio.npy", "w+", np.float16, (len(jobs), *audio_shape))
+        visual = np.lib.format.open_memmap(tmp / "visual.npy", "w+", np.uint8, (len(jobs), *visual_shape))
+        kept = []
+        workers = workers or (min(2, os.cpu_count() or 1) if len(jobs) >= PARALLEL_FROM else 1)
+        bar = tqdm(total=len(jobs), disable=not progress, desc=f"decoding {dataset}", unit="clip")
+        with bar, closing(_run(jobs, workers)) as results:  # closing: stop the workers on an error
+            for row, spec, frames, error in results:
+                bar.update()
+                source = decodable[row]
+                if error is not None:
+                    if on_error == "raise":
+                        raise MediaError(error[0], f"{error[1]} (clip {source.clip})")
+                    skipped.append({"clip": source.clip, "file": error[0], "reason": error[1]})
+                    continue
+                audio[len(kept)], visual[len(kept)] = spec, frames
+                kept.append(source)
+        if not kept:
+            raise ValueError(f"none of the {len(sources)} clips of {dataset} could be decoded "
+                             f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+        audio.flush()
+        visual.flush()
+        del audio, visual
+        if len(kept) < len(jobs):
+            _shrink(tmp / "audio.npy", len(kept))
+            _shrink(tmp / "visual.npy", len(kept))
+        np.save(tmp / "labels.npy", np.array([s.label for s in kept], dtype=np.int64))
+        (tmp / "clips.json").write_text(json.dumps([s.clip for s in kept]), encoding="utf-8")
+        skipped.sort(key=lambda s: s["clip"])
+        manifest = {
+            "format": FORMAT, "key": key, "dataset": dataset, "root": str(Path(root).resolve()),
+            "preprocessing": pre.to_dict(), "preprocessing_key": pre.key(), "clips": len(kept),
+            "requested": len(sources), "skipped": skipped, "audio_shape": list(audio_shape),
+            "visual_shape": list(visual_shape), "workers": workers, "seconds": round(time.time() - started, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        _publish(tmp, entry, key)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _run(jobs: list, workers: int):
+    """Decoded jobs in their order, from this process or from a pool of ``workers``."""
+    if workers <= 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one short clip at a time: thread start-up would cost more than it saves
+        try:
+            yield from map(_decode, jobs)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    # fork on Linux: workers start at once with everything imported; spawn elsewhere (fork is unsafe on macOS)
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with context.Pool(workers, initializer=_quiet_worker) as pool:
+        yield from pool.imap(_decode, jobs, chunksize=4)
+
+
+def _shrink(path: Path, rows: int) -> None:
+    """Keep the first ``rows`` rows of an ``.npy`` file (after skipped clips left its tail unused)."""
+    full = np.load(path, mmap_mode="r")
+    part = path.with_suffix(".part.npy")
+    small = np.lib.format.open_memmap(part, "w+", full.dtype, (rows, *full.shape[1:]))
+    small[:] = full[:rows]
+    small.flush()
+    del small, full
+    os.replace(part, path)
+
+
+def _publish(tmp: Path, entry: Path, key: str) -> None:
+    """Rename the finished ``tmp`` to ``entry``; keep an entry another process completed meanwhile."""
+    if entry.exists() and not _is_complete(entry, key):
+        shutil.rmtree(entry)  # an unreadable entry (never one this module published: those are complete)
+    try:
+        os.replace(tmp, entry)
+    except OSError:
+        if not _is_complete(entry, key):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""The decode-once cache: reuse, one entry per parameter set, killed builds, raise vs skip, parallel decoding."""
+import json
+import os
+
+import pytest
+import torch
+
+import gapkit.data.cache as cache
+from fixtures_media import make_cremad
+from gapkit.data import cremad
+from gapkit.data.base import Preprocessing
+from gapkit.data.cache import corpus_key, load_or_build
+from gapkit.data.media import ListingError, MediaError
+
+PRE = Preprocessing(sample_rate=8000, clip_seconds=1.0, n_fft=64, hop_length=200, frames=2, frame_size=16)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    make_cremad(tmp_path / "corpus", actors=(1001, 1002), labels=("NEU", "HAP"), video_seconds=1.5)
+    return tmp_path / "corpus"
+
+
+def _build(root, cache_root, pre=PRE, **kw):
+    return load_or_build(cremad.read_corpus(root).sources, pre, dataset="crema-d", root=root, cache_root=cache_root,
+                         **kw)
+
+
+def _entries(cache_root):
+    return sorted(p.name for p in cache_root.iterdir())
+
+
+def _refuse(*args, **kw):
+    raise AssertionError("the cache was decoded again")
+
+
+def test_second_load_reads_the_cache_without_decoding(corpus, tmp_path, monkeypatch):
+    first = _build(corpus, tmp_path / "cache")
+    assert first.built and len(first.clips) == 8 and first.clips == sorted(first.clips)
+    assert first.audio.shape == (8, 1, 33, 41) and first.audio.dtype == torch.float16
+    assert first.visual.shape == (8, 2, 3, 16, 16) and first.visual.dtype == torch.uint8
+    monkeypatch.setattr(cache, "decode_clip", _refuse)
+    second = _build(corpus, tmp_path / "cache")
+    assert not second.built and second.clips == first.clips and second.key == first.key
+    assert torch.equal(second.audio, first.audio) and torch.equal(second.visual, first.visual)
+    assert torch.equal(second.labels, first.labels)
+    manifest = json.loads((second.path / "manifest.json").read_text())
+    assert manifest["preprocessing"] == PRE.to_dict() and manifest["clips"] == 8
+
+
+def test_a_changed_parameter_builds_a_new_entry(corpus, tmp_path):
+    a = _build(corpus, tmp_path / "cache")
+    b = _build(corpus, tmp_path / "cache", Preprocessing(**{**PRE.to_dict(), "frames": 1}))
+    assert a.path != b.path and b.built and b.visual.shape[1] == 1
+    assert len(_entries(tmp_path / "cache")) == 2
+    assert _build(corpus, tmp_path / "cache").path == a.path and len(_entries(tmp_path / "cache")) == 2
+
+
+def test_the_key_covers_the_corpus_identity(corpus):
+    sources = cremad.read_corpus(corpus).sources
+    key = corpus_key("crema-d", corpus, sources, PRE)
+    assert key == corpus_key("crema-d", corpus, sources[::-1], PRE)  # order does not matter
+    assert key != corpus_key("crema-d", corpus, sources[1:], PRE)
+    assert key != corpus_key("synthetic", corpus, sources, PRE)
+    assert key.startswith(PRE.key())
+
+
+def test_a_killed_build_leaves_nothing_read_as_good(corpus, tmp_path, monkeypatch):
+    cache_root = tmp_path / "cache"
+    real, calls = cache.decode_clip, []
+
+    def dies_on_the_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a user's Ctrl-C in the middle of the build
+        return real(*args)
+
+    monkeypatch.setattr(cache, "decode_clip", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        _build(corpus, cache_root)
+    assert _entries(cache_root) == []
+    # a hard kill leaves its temporary folder behind: a later build ignores and removes it
+    entry_name = f"crema-d-{corpus_key('crema-d', corpus, cremad.read_corpus(corpus).sources, PRE)}"
+    leftover = cache_root / f"{entry_name}.tmp-999999999"
+    leftover.mkdir()
+    (leftover / "audio.npy").write_bytes(b"partial")
+    monkeypatch.setattr(cache, "decode_clip", real)
+    rebuilt = _build(corpus, cache_root)
+    assert rebuilt.built and len(rebuilt.clips) == 8
+    assert _entries(cache_root) == [entry_name]
+
+
+def test_an_entry_without_its_manifest_is_rebuilt(corpus, tmp_path):
+    entry = _build(corpus, tmp_path / "cache").path
+    (entry / "manifest.json").unlink()
+    again = _build(corpus, tmp_path / "cache")
+    assert again.built and again.path == entry and (entry / "manifest.json").is_file()
+
+
+def _break_two_clips(root):
+    wav = sorted((root / "AudioWAV").iterdir())[1]
+    wav.write_bytes(wav.read_bytes()[:60])  # truncated
+    flv = sorted((root / "VideoFlash").iterdir())[4]
+    flv.unlink()
+    return wav, flv
+
+
+def test_on_error_raise_names_the_file(corpus, tmp_path):
+    wav, flv = _break_two_clips(corpus)
+    with pytest.raises(ListingError) as info:
+        _build(corpus, tmp_path / "cache")
+    assert str(flv) in str(info.value) and "line" in str(info.value)  # missing: the split file's line
+    flv.write_bytes(sorted((corpus / "VideoFlash").iterdir())[0].read_bytes())  # restore it
+    with pytest.raises(MediaError, match="truncated") as info:
+        _build(corpus, tmp_path / "cache")
+    assert str(wav) in str(info.value) and wav.stem in str(info.value)
+    assert _entries(tmp_path / "cache") == []
+
+
+def test_on_error_skip_counts_and_lists(corpus, tmp_path):
+    wav, flv = _break_two_clips(corpus)
+    out = _build(corpus, tmp_path / "cache", on_error="skip")
+    assert len(out.clips) == 6 and out.audio.shape[0] == 6 and out.visual.shape[0] == 6 and len(out.labels) == 6
+    assert {s["file"] for s in out.skipped} == {str(wav), str(flv)}
+    assert {s["clip"] for s in out.skipped} == {wav.stem, flv.stem}
+    assert not {wav.stem, flv.stem} & set(out.clips)
+    manifest = json.loads((out.path / "manifest.json").read_text())
+    assert manifest["skipped"] == out.skipped and manifest["requested"] == 8
+    # the same entry under on_error="raise" reports what it lacks instead of hiding it
+    with pytest.raises(MediaError, match="on_error='skip'"):
+        _build(corpus, tmp_path / "cache")
+
+
+def test_two_worker_processes_give_the_same_bytes(corpus, tmp_path):
+    one = _build(corpus, tmp_path / "one", workers=1)
+    two = _build(corpus, tmp_path / "two", workers=2)
+    assert one.clips == two.clips and torch.equal(one.labels, two.labels)
+    assert torch.equal(one.audio, two.audio) and torch.equal(one.visual, two.visual)
+    assert os.path.basename(one.path) == os.path.basename(two.path)

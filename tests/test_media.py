@@ -1,0 +1,172 @@
+"""Decoding: waveforms, resampling, tiling, spectrograms, 1-fps frame picking, frame folders and images."""
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from fixtures_media import COLOUR_TOLERANCE, tone, write_video, write_wav
+from gapkit.data.base import Preprocessing
+from gapkit.data.media import (MediaError, decode_clip, expected_shapes, fit_length, log_spectrogram,
+                               read_frame_folder, read_image, read_video_audio, read_video_frames, read_wav,
+                               resize_frames, select_frames)
+
+
+def _colour(image):
+    return np.asarray(image)[5, 5].astype(int)
+
+
+# --------------------------------------------------------------------------- audio
+
+def test_read_wav_mono_float32_and_stereo_mixed(tmp_path):
+    mono = read_wav(write_wav(tmp_path / "m.wav", tone(440, 1.0, 16000), 16000), 16000)
+    assert mono.dtype == torch.float32 and mono.shape == (16000,)
+    stereo = np.stack([np.full(800, 0.5), np.full(800, -0.25)], 1).astype(np.float32)
+    sf.write(tmp_path / "s.wav", stereo, 8000, subtype="FLOAT")
+    mixed = read_wav(tmp_path / "s.wav", 8000)
+    assert mixed.shape == (800,) and torch.allclose(mixed, torch.full((800,), 0.125))
+
+
+def test_read_wav_resamples_and_keeps_the_pitch(tmp_path):
+    path = write_wav(tmp_path / "a.wav", tone(1000, 1.0, 16000), 16000)
+    for rate in (8000, 22050):
+        wave = read_wav(path, rate)
+        assert abs(len(wave) - rate) <= 1
+        spectrum = np.abs(np.fft.rfft(wave.numpy()))
+        assert abs(np.argmax(spectrum) * rate / len(wave) - 1000) < 2
+
+
+@pytest.mark.parametrize("case, reason", [("missing", "not found"), ("empty", "empty file"),
+                                          ("truncated", "truncated"), ("garbage", "cannot decode")])
+def test_read_wav_errors_name_the_file(tmp_path, case, reason):
+    good = write_wav(tmp_path / "good.wav", tone(440, 1.0, 16000), 16000).read_bytes()
+    path = tmp_path / f"{case}.wav"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "truncated":
+        path.write_bytes(good[:len(good) // 2])
+    elif case == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(MediaError, match=reason) as info:
+        read_wav(path, 16000)
+    assert str(path) in str(info.value) and info.value.path == path
+
+
+def test_fit_length_tiles_and_cuts():
+    wave = torch.tensor([1.0, 2.0, 3.0])
+    assert fit_length(wave, 7).tolist() == [1, 2, 3, 1, 2, 3, 1]
+    assert fit_length(wave, 2).tolist() == [1, 2]
+    assert fit_length(wave, 3).tolist() == [1, 2, 3]
+
+
+def test_log_spectrogram_shape_and_peak_bin():
+    rate, n_fft, hop = 22050, 512, 353
+    wave = torch.from_numpy(tone(1000, 3.0, rate, amplitude=0.5))
+    spec = log_spectrogram(wave, n_fft, hop)
+    assert spec.shape == (1, 257, 188) and spec.dtype == torch.float32
+    profile = spec[0, :, 10:-10].mean(dim=1)
+    assert int(profile.argmax()) == round(1000 * n_fft / rate)  # bin 23
+    # a Hann-windowed sine of amplitude A: |S| at its bin is about A * n_fft / 4
+    assert abs(float(profile.max()) - math.log(0.5 * n_fft / 4)) < 0.2
+    silence = log_spectrogram(torch.zeros(rate), n_fft, hop)
+    assert torch.allclose(silence, torch.full_like(silence, math.log(1e-7)))
+
+
+def test_read_video_audio_from_mp4(tmp_path):
+    path = write_video(tmp_path / "v.mp4", 2.0, container="mp4", codec="mpeg4", audio=tone(800, 2.0, 16000))
+    wave = read_video_audio(path, 8000)
+    assert wave.dtype == torch.float32 and abs(len(wave) - 16000) < 2048  # the AAC encoder adds a frame
+    spectrum = np.abs(np.fft.rfft(wave.numpy()))
+    assert abs(np.argmax(spectrum) * 8000 / len(wave) - 800) < 5
+    with pytest.raises(MediaError, match="no audio track"):
+        read_video_audio(write_video(tmp_path / "silent.flv", 1.0), 8000)
+
+
+# --------------------------------------------------------------------------- frames
+
+def test_flv_keeps_the_first_frame_of_each_second(tmp_path):
+    path = write_video(tmp_path / "v.flv", 3.5, rate=10)  # 35 frames, seconds 0..3
+    frames = read_video_frames(path, fps=1)
+    assert len(frames) == 4 and frames[0].size == (64, 48)
+    for second, frame in enumerate(frames):
+        red, green, _ = _colour(frame)
+        assert red <= COLOUR_TOLERANCE, "not the first frame of its second"
+        assert abs(green - 40 * second) <= COLOUR_TOLERANCE
+    two = read_video_frames(path, fps=2)  # frames 0, 5, 10, ...
+    assert len(two) == 7
+    assert [round(_colour(f)[0] / 24) for f in two] == [0, 5, 0, 5, 0, 5, 0]
+
+
+def test_mp4_segment_frames(tmp_path):
+    path = write_video(tmp_path / "v.mp4", 6.0, rate=4, container="mp4", codec="h264")
+    frames = read_video_frames(path, fps=1, start=2, end=5)
+    assert [round(_colour(f)[1] / 40) for f in frames] == [2, 3, 4]
+    assert all(_colour(f)[0] <= COLOUR_TOLERANCE for f in frames)
+    with pytest.raises(MediaError, match="no decodable frame") as info:
+        read_video_frames(path, fps=1, start=7, end=8)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"FLV\x01" + bytes(200), bytes(range(256)) * 4])
+def test_broken_video_names_the_file(tmp_path, content):
+    path = tmp_path / "broken.flv"
+    path.write_bytes(content)
+    with pytest.raises(MediaError) as info:
+        read_video_frames(path, 1)
+    assert str(path) in str(info.value)
+
+
+def test_frame_folder_natural_order_and_any_image_mode(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.new("L", (20, 10), 30).save(folder / "frame_2.png")
+    Image.new("RGBA", (40, 40), (200, 0, 0, 128)).save(folder / "frame_10.png")
+    Image.new("RGB", (8, 8), (0, 90, 0)).save(folder / "frame_1.jpg")
+    (folder / "notes.txt").write_text("not a frame")
+    frames = read_frame_folder(folder)
+    assert [f.size for f in frames] == [(8, 8), (20, 10), (40, 40)]
+    assert [f.mode for f in frames] == ["RGB"] * 3
+    assert abs(_colour(frames[0])[1] - 90) < 5
+    assert _colour(frames[1]).tolist() == [30, 30, 30] and _colour(frames[2])[0] == 200
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MediaError, match="no image files"):
+        read_frame_folder(tmp_path / "empty")
+    (folder / "frame_3.png").write_bytes(b"not a png")
+    with pytest.raises(MediaError, match="frame_3.png"):
+        read_frame_folder(folder)
+
+
+def test_read_image_errors(tmp_path):
+    with pytest.raises(MediaError, match="not found"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(MediaError, match="bad.jpg"):
+        read_image(tmp_path / "bad.jpg")
+
+
+def test_select_frames_evenly_and_repeats_the_last():
+    assert select_frames(list(range(10)), 3) == [1, 5, 8]
+    assert select_frames(list(range(3)), 1) == [1]
+    assert select_frames(list(range(3)), 3) == [0, 1, 2]
+    assert select_frames([7, 8], 4) == [7, 8, 8, 8]
+
+
+def test_resize_frames_uint8_tchw():
+    frames = [Image.new("RGB", (30, 20), (10, 20, 30)), Image.new("RGB", (50, 50), (200, 100, 0))]
+    out = resize_frames(frames, 16)
+    assert out.shape == (2, 3, 16, 16) and out.dtype == torch.uint8
+    assert out[0, :, 5, 5].tolist() == [10, 20, 30] and out[1, :, 8, 8].tolist() == [200, 100, 0]
+
+
+def test_decode_clip_shapes_with_video_and_image(tmp_path):
+    wav = write_wav(tmp_path / "a.wav", tone(440, 1.0, 16000), 16000)
+    pre = Preprocessing(sample_rate=8000, clip_seconds=2.0, n_fft=126, hop_length=250, frames=3, frame_size=32)
+    spec, frames = decode_clip(wav, write_video(tmp_path / "v.flv", 2.5), pre)
+    assert (tuple(spec.shape), tuple(frames.shape)) == expected_shapes(pre)
+    assert spec.dtype == torch.float16 and frames.dtype == torch.uint8
+    assert spec.shape == (1, 64, 65)
+    Image.new("RGB", (50, 40), (0, 0, 255)).save(tmp_path / "still.png")
+    _, still = decode_clip(wav, tmp_path / "still.png", pre)
+    assert still.shape == (3, 3, 32, 32) and bool((still[:, 2] == 255).all())
