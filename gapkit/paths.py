@@ -32,3 +32,13 @@ def cache_dir() -> Path:
 def results_dir() -> Path:
     """Training outputs: ``$GAPKIT_RESULTS`` or ``<root>/results``."""
     return Path(os.environ.get("GAPKIT_RESULTS", project_root() / "results"))
+
+
+def figures_dir() -> Path:
+    """Figures made by the notebooks: ``$GAPKIT_FIGURES`` or ``<root>/figures``."""
+    return Path(os.environ.get("GAPKIT_FIGURES", project_root() / "figures"))
+
+
+def tables_dir() -> Path:
+    """Tables made by the notebooks: ``$GAPKIT_TABLES`` or ``<root>/tables``."""
+    return Path(os.environ.get("GAPKIT_TABLES", project_root() / "tables"))

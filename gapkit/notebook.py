@@ -1,0 +1,169 @@
+"""What every notebook does after its parameters cell: check the parameters, resolve the profile, name the output folders.
+
+A notebook's first cell (tagged ``parameters``) holds plain values only; papermill may inject a
+cell after it (``-p NAME VALUE``). :func:`setup` then
+
+* refuses a parameter name the notebook does not know (a typo would otherwise be a silently
+  ignored variable: papermill itself only warns),
+* resolves the profile (``get_profile(profile, **overrides)`` with the device),
+* names where results, figures and tables go: ``<results>/<profile>/...``,
+  ``<figures>/<profile>/``, ``<tables>/<profile>/``; a corpus other than the embedded one gets
+  a ``<dataset>/`` subfolder so that its outputs never overwrite the embedded dataset's.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .profiles import Profile, get_profile
+
+DATASETS = ("synthetic", "crema-d", "ave", "manifest")
+DEVICES = ("auto", "cpu", "cuda")
+#: parameters every notebook has
+COMMON_PARAMETERS = ("profile", "dataset", "data_root", "device", "seeds", "overrides", "results_root",
+                     "figures_root", "tables_root")
+#: the first line of the cell papermill injects
+PAPERMILL_HEADER = "# Parameters"
+
+
+class UnknownParameterError(ValueError):
+    """A parameter name the notebook does not define."""
+
+
+def injected_names(namespace: dict) -> list[str]:
+    """Names assigned in the cells papermill injected into this kernel (found in IPython's input history ``In``)."""
+    names: list[str] = []
+    for source in namespace.get("In", []) or []:
+        if not isinstance(source, str) or not source.lstrip().startswith(PAPERMILL_HEADER):
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def check_parameters(namespace: dict, known) -> None:
+    """Raise :class:`UnknownParameterError` if papermill injected a name that is not in ``known``."""
+    unknown = sorted(set(injected_names(namespace)) - set(known))
+    if unknown:
+        raise UnknownParameterError(f"unknown parameter(s) {unknown}; this notebook's parameters are "
+                                    f"{', '.join(sorted(known))}")
+
+
+def resolve_seeds(seeds, profile: Profile, default: str = "all", allow_empty: bool = False) -> list[int]:
+    """``None`` -> the profile's seeds (``default="all"``) or its first one (``"first"``); else a list or "0,1,2"."""
+    if allow_empty and (seeds == [] or seeds == ()):
+        return []
+    if seeds is None or (isinstance(seeds, str) and seeds.strip().lower() in ("", "none")):
+        return list(profile.seeds) if default == "all" else [profile.seeds[0]]
+    if isinstance(seeds, str):
+        seeds = [s for s in seeds.replace("[", "").replace("]", "").split(",") if s.strip()]
+    elif isinstance(seeds, (int, float)):
+        seeds = [seeds]
+    out = [int(s) for s in seeds]
+    if not out:
+        raise ValueError("seeds is empty")
+    return out
+
+
+@dataclass
+class NotebookSetup:
+    """The resolved parameters of one notebook run."""
+
+    notebook: str
+    profile: Profile
+    dataset: str
+    data_root: str | None
+    device: str
+    seeds: list[int]
+    results_root: Path
+    figures: Path
+    tables: Path
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def results_json(self) -> Path:
+        """``<results>/<profile>/[<dataset>/]<notebook>.json``: the notebook's scalar results."""
+        return self.results_root / self.profile.name / _dataset_part(self.dataset) / f"{self.notebook}.json"
+
+    @property
+    def study(self) -> dict:
+        """Keyword arguments for :mod:`gapkit.studies`' functions."""
+        return {"dataset": self.dataset, "results_root": self.results_root, "device": self.device}
+
+    def load_data(self, progress: bool = False):
+        from .experiments import load_data
+
+        return load_data(self.profile, self.dataset, self.data_root, progress=progress)
+
+    def save_results(self, values: dict) -> Path:
+        """Write the notebook's scalar results (with the settings that produced them) as JSON."""
+        payload = {"notebook": self.notebook, "profile": self.profile.to_dict(), "dataset": self.dataset,
+                   "seeds": self.seeds, **_clean(values)}
+        path = self.results_json
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+        return path
+
+    def describe(self) -> str:
+        p = self.profile
+        return (f"{self.notebook}: profile {p.name!r} on {self.dataset!r}, seeds {self.seeds}, device {self.device}\n"
+                f"  {p.warmup_epochs} warm-up epochs + {p.adaptive_steps} adaptive steps x {p.adaptive_epochs} epochs, "
+                f"batch {p.batch_size}, {p.optimizer} lr {p.lr}, width {p.width}\n"
+                f"  figures -> {self.figures}\n  tables  -> {self.tables}\n  results -> {self.results_json}")
+
+
+def _dataset_part(dataset: str) -> str:
+    return "" if dataset == "synthetic" else dataset
+
+
+def _clean(value):
+    """JSON-safe copy: NaN -> None, numpy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def setup(notebook: str, namespace: dict, *, seeds_default: str = "all", extra=()) -> NotebookSetup:
+    """Check and resolve a notebook's parameters (the globals of its parameters cell and papermill's injected cell).
+
+    ``extra`` names the notebook's own parameters beyond :data:`COMMON_PARAMETERS`.
+    """
+    known = set(COMMON_PARAMETERS) | set(extra)
+    check_parameters(namespace, known)
+    missing = sorted(name for name in known if name not in namespace)
+    if missing:
+        raise UnknownParameterError(f"the parameters cell does not define {missing}")
+    dataset, device = namespace["dataset"], namespace["device"]
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    overrides = dict(namespace["overrides"] or {})
+    profile = get_profile(namespace["profile"], **overrides).replace(device=device)
+    results_root = Path(namespace["results_root"]) if namespace["results_root"] else paths.results_dir()
+    figures_root = Path(namespace["figures_root"]) if namespace["figures_root"] else paths.figures_dir()
+    tables_root = Path(namespace["tables_root"]) if namespace["tables_root"] else paths.tables_dir()
+    part = _dataset_part(dataset)
+    return NotebookSetup(
+        notebook=notebook, profile=profile, dataset=dataset, data_root=namespace["data_root"] or None, device=device,
+        seeds=resolve_seeds(namespace["seeds"], profile, seeds_default), results_root=results_root,
+        figures=figures_root / profile.name / part, tables=tables_root / profile.name / part,
+        extra={name: namespace[name] for name in extra})

@@ -1,0 +1,228 @@
+"""Tables 1-3, the GMM parameters and the claims, next to the paper's numbers (version 1 of arXiv 2510.21797).
+
+Each table is written three ways to ``tables/<profile>/``: ``<name>.csv`` (numbers, for
+machines; accuracies in percent), ``<name>.md`` and ``<name>.tex`` (formatted, with the
+caption, for people and papers). Reproduced accuracies are the test accuracy at the epoch of
+best validation accuracy, mean +- sample standard deviation over the seeds named in the caption.
+No training happens here: every function reads a run table from :mod:`gapkit.studies`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..studies import ABLATIONS, OPTIMIZER_SETTINGS, aggregate
+
+#: Table 1 of the paper (v1): row label, gapkit method name, CREMA-D and AVE accuracy (%), None where not reported.
+#: A peer method gets its reproduced value as soon as a method of that name is registered in gapkit.methods.
+TABLE1_ROWS = [
+    ("Concat", "concat", 67.47, 64.56),
+    ("G-Blending", "g-blending", 69.89, None),
+    ("OGM-GE", "ogm-ge", 68.95, 66.14),
+    ("Greedy", "greedy", 68.37, None),
+    ("PMR", "pmr", 68.55, 67.72),
+    ("AGM", "agm", 70.16, None),
+    ("MLA", "mla", 79.70, None),
+    ("D&R", "d-and-r", 75.13, None),
+    ("OPM&OGM", "opm-ogm", 75.10, None),
+    ("Ours", "adaptive", 80.65, 70.90),
+]
+TABLE1_LABELS = {method: label for label, method, *_ in TABLE1_ROWS}
+
+#: Table 2 of the paper (v1), keyed by the labels of :data:`gapkit.studies.ABLATIONS`.
+TABLE2_REPORTED = {
+    "Full model": (80.65, 70.90),
+    "w/o L_MM (alpha = 0)": (76.88, 63.93),
+    "w/o |g|^2 (beta = 0)": (79.30, 68.66),
+    "w/o |g - mu_0|^2 (gamma = 0)": (78.63, 68.66),
+    "w/o GMM weights": (77.42, 67.16),
+}
+
+#: Table 3 of the paper (v1), keyed by the labels of :data:`gapkit.studies.OPTIMIZER_SETTINGS`.
+TABLE3_REPORTED = {
+    "SGD (reset state)": (80.65, 70.90),
+    "Adam (reset state)": (79.91, 70.90),
+    "SGD (same state)": (78.76, 67.91),
+    "Adam (same state)": (75.67, 66.67),
+}
+
+#: Section 3.2 / Figure 2 (CREMA-D, after warm-up) and Section 4.5 / Figure 3 (density at 0).
+GMM_REPORTED = {"mu_bal": 0.0056, "w_bal": 0.857, "mu_imb": 0.6966, "w_imb": 0.143, "density_at_0": 3.3,
+                "density_at_0_final": 20.0}
+
+DATASET_LABELS = {"synthetic": "Synthetic", "crema-d": "CREMA-D", "ave": "AVE", "manifest": "Manifest"}
+
+assert list(TABLE2_REPORTED) == list(ABLATIONS) and list(TABLE3_REPORTED) == list(OPTIMIZER_SETTINGS)
+
+
+@dataclass
+class Table:
+    """A table: ``data`` (numbers, written to CSV) and ``display`` (formatted strings, Markdown and LaTeX)."""
+
+    name: str
+    caption: str
+    data: pd.DataFrame
+    display: pd.DataFrame
+
+    def _repr_markdown_(self) -> str:  # shown inline in Jupyter
+        return to_markdown(self.display, self.caption)
+
+    def __str__(self) -> str:
+        return to_markdown(self.display, self.caption)
+
+
+def dataset_label(dataset: str) -> str:
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def pm(mean, std, digits: int = 2) -> str:
+    """``mean ± std`` (empty for a missing mean)."""
+    if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+        return ""
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _reported(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _seed_note(runs: pd.DataFrame) -> str:
+    seeds = sorted(set(runs["seed"])) if len(runs) else []
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+
+
+def reported_vs_reproduced(name: str, caption: str, rows: list[tuple], runs: pd.DataFrame, dataset: str,
+                           row_title: str) -> Table:
+    """Rows ``(label, crema_d, ave)``: the paper's numbers and our mean ± std over seeds of ``runs``' variant ``label``."""
+    agg = aggregate(runs).set_index("variant") if len(runs) else pd.DataFrame()
+    label = dataset_label(dataset)
+    uneven = len(agg) > 0 and agg["n_seeds"].nunique() > 1  # then each cell says its seed count
+    data, display = [], []
+    for row_label, crema, ave in rows:
+        r = agg.loc[row_label] if row_label in agg.index else None
+        get = (lambda c: 100 * float(r[c])) if r is not None else (lambda c: np.nan)
+        data.append({row_title.lower(): row_label, "crema_d_reported": crema, "ave_reported": ave,
+                     "reproduced_mean": get("test_acc_mean"), "reproduced_std": get("test_acc_std"),
+                     "reproduced_audio_mean": get("test_acc_audio_mean"),
+                     "reproduced_visual_mean": get("test_acc_visual_mean"),
+                     "reproduced_last_epoch_mean": get("last_test_acc_mean"),
+                     "n_seeds": int(r["n_seeds"]) if r is not None else 0,
+                     "seeds": r["seeds"] if r is not None else ""})
+        display.append({row_title: row_label, "CREMA-D reported (%)": _reported(crema),
+                        "AVE reported (%)": _reported(ave),
+                        f"{label} reproduced (%)": pm(data[-1]["reproduced_mean"], data[-1]["reproduced_std"])
+                        + (f" (n = {data[-1]['n_seeds']})" if uneven and r is not None else "")})
+    return Table(name, caption, pd.DataFrame(data), pd.DataFrame(display))
+
+
+def table1(runs: pd.DataFrame, dataset: str) -> Table:
+    """Table 1: every method of the paper's Table 1; peers not implemented in gapkit have no reproduced value."""
+    rows = [(label, crema, ave) for label, _, crema, ave in TABLE1_ROWS]
+    caption = (f"Table 1. Test accuracy (%) of the fusion methods. Reported: the paper (v1) on CREMA-D and AVE. "
+               f"Reproduced: this project on the {dataset_label(dataset)} dataset, test accuracy at the "
+               f"best-validation epoch, mean ± std over {_seed_note(runs)} (n: seeds of a row, where rows differ); "
+               f"empty where the method is not implemented here.")
+    return reported_vs_reproduced("table1", caption, rows, runs, dataset, "Method")
+
+
+def table2(runs: pd.DataFrame, dataset: str) -> Table:
+    """Table 2: the ablations of Eq. 10, each branching from the full model's warm-up."""
+    rows = [(label, *TABLE2_REPORTED[label]) for label in ABLATIONS]
+    caption = (f"Table 2. Ablation of the adaptive loss (Eq. 10): test accuracy (%). Each ablation starts from "
+               f"the full model's warm-up checkpoint of the same seed. Reproduced on {dataset_label(dataset)}: "
+               f"mean ± std over {_seed_note(runs)}.")
+    return reported_vs_reproduced("table2", caption, rows, runs, dataset, "Variant")
+
+
+def table3(runs: pd.DataFrame, dataset: str, adam_lr: float | None = None) -> Table:
+    """Table 3: SGD / Adam, optimizer state reset or kept when adaptive training starts."""
+    rows = [(label, *TABLE3_REPORTED[label]) for label in OPTIMIZER_SETTINGS]
+    lr = f" Adam's learning rate: {adam_lr:g} (not stated in the paper); SGD's: the paper's 2e-3." if adam_lr else ""
+    caption = (f"Table 3. Optimizer and its state at the start of adaptive training: test accuracy (%). "
+               f"Same state branches from the reset run's warm-up checkpoint.{lr} Reproduced on "
+               f"{dataset_label(dataset)}: mean ± std over {_seed_note(runs)}.")
+    return reported_vs_reproduced("table3", caption, rows, runs, dataset, "Optimizer setting")
+
+
+GMM_ROWS = [
+    ("balanced mean mu_0", "mu_bal"), ("balanced weight pi_0", "w_bal"), ("balanced variance sigma_0^2", "var_bal"),
+    ("imbalanced mean mu_1", "mu_imb"), ("imbalanced weight pi_1", "w_imb"),
+    ("imbalanced variance sigma_1^2", "var_imb"), ("density at g = 0", "density_at_0"),
+]
+
+
+def gmm_params(fits: pd.DataFrame, dataset: str) -> Table:
+    """The GMM fitted to the post-warm-up gaps (fit 0 of each seed) next to the paper's Figure 2 values."""
+    first = fits[fits["fit"] == 0]
+    data, display = [], []
+    for label, key in GMM_ROWS:
+        values = first[key].astype(float)
+        mean, std = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        paper = GMM_REPORTED.get(key)
+        data.append({"parameter": label, "key": key, "paper": paper, "reproduced_mean": mean, "reproduced_std": std,
+                     "n_seeds": len(values), **{f"seed{s}": v for s, v in zip(first["seed"], values)}})
+        display.append({"Parameter": label, "Paper (CREMA-D)": "-" if paper is None else f"{paper:g}",
+                        f"{dataset_label(dataset)} reproduced": pm(mean, std, 4)})
+    caption = (f"GMM (Eq. 8) fitted to the modality gaps of the training set after warm-up (Figure 2), "
+               f"component 0 = balanced (mean nearest 0). Paper: CREMA-D (its density at 0 is read off "
+               f"Section 4.5). Reproduced on {dataset_label(dataset)}: mean ± std over {_seed_note(first)}.")
+    return Table("gmm_params", caption, pd.DataFrame(data), pd.DataFrame(display))
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def _md_cell(value) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(display: pd.DataFrame, caption: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table (first column left-aligned, the others right-aligned)."""
+    cols = list(display.columns)
+    lines = []
+    if caption:
+        lines += [caption, ""]
+    lines.append("| " + " | ".join(_md_cell(c) for c in cols) + " |")
+    lines.append("| " + " | ".join(":---" if i == 0 else "---:" for i in range(len(cols))) + " |")
+    for row in display.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}", "±": r"$\pm$",
+                  "<": r"$<$", ">": r"$>$", "→": r"$\to$", "−": "-"}
+
+
+def latex_escape(text) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
+    """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+    cols = list(display.columns)
+    spec = "l" + "r" * (len(cols) - 1)
+    body = [" & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    body += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in display.itertuples(index=False)]
+    return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
+                      rf"\label{{tab:{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule",
+                      r"\end{tabular}", r"\end{table}"]) + "\n"
+
+
+def save_table(table: Table, directory) -> dict[str, Path]:
+    """Write ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` to ``directory``; returns the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {"csv": directory / f"{table.name}.csv", "md": directory / f"{table.name}.md",
+           "tex": directory / f"{table.name}.tex"}
+    table.data.to_csv(out["csv"], index=False, float_format="%.6g")
+    out["md"].write_text(to_markdown(table.display, table.caption))
+    out["tex"].write_text(to_latex(table.display, table.caption, table.name))
+    return out
+
+
+def simple_table(name: str, caption: str, frame: pd.DataFrame) -> Table:
+    """A table whose numbers are shown as they are (counts, small summaries)."""
+    return Table(name, caption, frame.reset_index(drop=True), frame.reset_index(drop=True).astype(str))

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Rebuild every figure and table of the paper: set up the environment, then run notebooks/01-06 in order.
+#
+#   ./run_all.sh                          default profile on the embedded dataset (2 CPU cores: minutes)
+#   ./run_all.sh --profile smoke          the same program with tiny numbers (tests, CI)
+#   ./run_all.sh --profile paper --dataset crema-d --data-root PATH --device cuda
+#   ./run_all.sh --only 01,03             some notebooks only (each reuses what the others saved)
+#   ./run_all.sh --setup-only             create .venv and register the Jupyter kernel, nothing else
+#
+# Executed notebooks go to executed/<profile>/ (git-ignored); figures to figures/<profile>/, tables to
+# tables/<profile>/, run folders and scalar results to results/<profile>/ (a corpus other than the
+# embedded one gets a <dataset>/ subfolder). Finished training runs are reused, never retrained.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+PROFILE=default
+DATASET=synthetic
+DATA_ROOT=""
+DEVICE=auto
+ONLY=""
+SETUP_ONLY=0
+KERNEL=gapkit
+NOTEBOOKS=(01_data_prep 02_warmup 03_gmm_analysis 04_adaptive_training 05_ablations 06_optimizer_study)
+
+usage() {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+    echo "options: --profile smoke|default|paper  --dataset synthetic|crema-d|ave|manifest  --data-root PATH"
+    echo "         --device auto|cpu|cuda  --only 01,03  --setup-only  -h|--help"
+}
+
+die() { echo "run_all.sh: $*" >&2; exit 2; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --profile) [[ $# -ge 2 ]] || die "--profile needs a value"; PROFILE="$2"; shift 2 ;;
+        --dataset) [[ $# -ge 2 ]] || die "--dataset needs a value"; DATASET="$2"; shift 2 ;;
+        --data-root) [[ $# -ge 2 ]] || die "--data-root needs a value"; DATA_ROOT="$2"; shift 2 ;;
+        --device) [[ $# -ge 2 ]] || die "--device needs a value"; DEVICE="$2"; shift 2 ;;
+        --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY="$2"; shift 2 ;;
+        --setup-only) SETUP_ONLY=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option $1" ;;
+    esac
+done
+
+case "$PROFILE" in smoke|default|paper) ;; *) die "unknown profile '$PROFILE' (smoke, default or paper)" ;; esac
+case "$DATASET" in synthetic|crema-d|ave|manifest) ;; *) die "unknown dataset '$DATASET'" ;; esac
+case "$DEVICE" in auto|cpu|cuda) ;; *) die "unknown device '$DEVICE' (auto, cpu or cuda)" ;; esac
+[[ "$DATASET" != manifest || -n "$DATA_ROOT" ]] || die "--dataset manifest needs --data-root (the manifest CSV)"
+[[ -z "$DATA_ROOT" || -e "$DATA_ROOT" ]] || die "--data-root $DATA_ROOT does not exist"
+
+# ---------------------------------------------------------------------------------------------- set-up
+PY=.venv/bin/python
+if [[ ! -x "$PY" ]] || ! "$PY" -c "import gapkit, papermill, ipykernel" >/dev/null 2>&1; then
+    echo "== set-up: creating .venv and installing gapkit with its notebook and test extras"
+    [[ -x "$PY" ]] || python3 -m venv .venv
+    "$PY" -m pip install --upgrade pip >/dev/null
+    "$PY" -m pip install -e '.[notebooks,test]'
+fi
+KERNELS="$(.venv/bin/jupyter kernelspec list 2>/dev/null || true)"
+if ! grep -q "^ *$KERNEL " <<< "$KERNELS"; then
+    echo "== set-up: registering the Jupyter kernel '$KERNEL' (inside .venv)"
+    "$PY" -m ipykernel install --sys-prefix --name "$KERNEL" --display-name "Python (gapkit)" >/dev/null
+fi
+if [[ "$SETUP_ONLY" == 1 ]]; then
+    echo "set-up done: .venv with gapkit, kernel '$KERNEL'"
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------- notebooks
+SELECTED=()
+for nb in "${NOTEBOOKS[@]}"; do
+    if [[ -z "$ONLY" ]] || [[ ",$ONLY," == *",${nb:0:2},"* ]]; then SELECTED+=("$nb"); fi
+done
+[[ ${#SELECTED[@]} -gt 0 ]] || die "--only $ONLY selects no notebook (use two-digit numbers: 01,02,...,06)"
+
+OUT="executed/$PROFILE"
+[[ "$DATASET" == synthetic ]] || OUT="$OUT/$DATASET"
+mkdir -p "$OUT"
+PARAMS=(-p profile "$PROFILE" -p dataset "$DATASET" -p device "$DEVICE")
+[[ -z "$DATA_ROOT" ]] || PARAMS+=(-p data_root "$(cd "$(dirname "$DATA_ROOT")" && pwd)/$(basename "$DATA_ROOT")")
+
+echo "== running ${#SELECTED[@]} notebook(s): profile $PROFILE, dataset $DATASET, device $DEVICE"
+START=$SECONDS
+for nb in "${SELECTED[@]}"; do
+    t0=$SECONDS
+    echo "-- $nb (log: $OUT/$nb.log)"
+    if ! .venv/bin/papermill "notebooks/$nb.ipynb" "$OUT/$nb.ipynb" -k "$KERNEL" --cwd notebooks \
+            --no-progress-bar --log-output "${PARAMS[@]}" > "$OUT/$nb.log" 2>&1; then
+        tail -n 40 "$OUT/$nb.log" >&2
+        echo "run_all.sh: notebook $nb FAILED after $((SECONDS - t0)) s; executed copy: $OUT/$nb.ipynb, log: $OUT/$nb.log" >&2
+        exit 1
+    fi
+    echo "   $nb done in $((SECONDS - t0)) s"
+done
+
+SUFFIX="$PROFILE"
+[[ "$DATASET" == synthetic ]] || SUFFIX="$PROFILE/$DATASET"
+echo "== all done in $((SECONDS - START)) s"
+echo "   figures:   ${GAPKIT_FIGURES:-figures}/$SUFFIX/"
+echo "   tables:    ${GAPKIT_TABLES:-tables}/$SUFFIX/"
+echo "   results:   ${GAPKIT_RESULTS:-results}/$SUFFIX/ (run folders: ${GAPKIT_RESULTS:-results}/$PROFILE/$DATASET/runs/)"
+echo "   notebooks: $OUT/"

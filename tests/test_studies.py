@@ -1,0 +1,177 @@
+"""The studies (which runs each table needs, branching, reuse), the tables and the claims, on a tiny dataset."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gapkit import studies
+from gapkit.data.base import AVData, AVSplit
+from gapkit.notebook import UnknownParameterError, check_parameters, resolve_seeds, setup
+from gapkit.profiles import Profile
+from gapkit.report import claims, tables
+
+
+def _split(n, seed, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    audio = torch.randn(n, 1, 16, 16, generator=g) * 0.5 + labels.view(n, 1, 1, 1).float()
+    visual = torch.randint(0, 256, (n, 1, 3, 16, 16), generator=g, dtype=torch.uint8)
+    visual[:, :, 0] = (labels.view(n, 1, 1, 1) * 100).to(torch.uint8)
+    return AVSplit(audio.half(), visual, labels, [f"c{seed}_{i}" for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def data():
+    train = _split(48, 0)
+    degradation = {c: ("visual" if i % 5 == 0 else "audio" if i % 7 == 0 else "none") for i, c in enumerate(train.clips)}
+    return AVData(train, _split(12, 1), _split(12, 2), ["a", "b", "c"],
+                  info={"cache_key": "tiny", "degradation": degradation})
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
+                   seeds=(0, 1), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and lose much when another process holds a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tables_runs(tmp_path_factory, profile, data, one_thread):
+    root = tmp_path_factory.mktemp("studies")
+    kw = dict(dataset="synthetic", results_root=root, log=None)
+    t1 = studies.table1_runs(profile, data, methods=studies.BASELINE_AND_OURS, **kw)
+    t2 = studies.ablation_runs(profile, data, [0], **kw)
+    t3 = studies.optimizer_runs(profile, data, [0], **kw)
+    return root, kw, t1, t2, t3
+
+
+def test_plans_name_and_branch_runs(profile):
+    t2 = studies.plan_ablations(profile, [1])
+    assert [s.name for s in t2] == ["adaptive-seed1", "adaptive-alpha0-seed1", "adaptive-beta0-seed1",
+                                    "adaptive-gamma0-seed1", "adaptive-useweightsFalse-seed1"]
+    assert [s.parent for s in t2] == [None] + ["adaptive-seed1"] * 4
+    t3 = {s.variant: s for s in studies.plan_optimizers(profile, [0], adam_lr=3e-4)}
+    assert t3["SGD (reset state)"].name == "adaptive-seed0" and t3["SGD (reset state)"].parent is None
+    assert t3["SGD (same state)"].overrides == {"reset_optimizer": False}
+    assert t3["SGD (same state)"].parent == "adaptive-seed0"
+    assert t3["Adam (reset state)"].overrides == {"optimizer": "adam", "lr": 3e-4}
+    assert t3["Adam (same state)"].parent == "adaptive-adam-seed0"
+    t1 = studies.plan_table1(profile, methods=["concat", "adaptive", "pmr"], peer_seeds=[0])
+    assert [(s.variant, s.seed) for s in t1] == [("Concat", 0), ("Concat", 1), ("Ours", 0), ("Ours", 1), ("PMR", 0)]
+
+
+def test_studies_share_runs_and_branch_from_warmup(tables_runs):
+    root, kw, t1, t2, t3 = tables_runs
+    assert list(t1["variant"]) == ["Concat", "Concat", "Ours", "Ours"]
+    full = t1[(t1["variant"] == "Ours") & (t1["seed"] == 0)].iloc[0]
+    # the full model of Table 2 and SGD-reset of Table 3 are the Table 1 run itself
+    assert t2.iloc[0]["run_dir"] == full["run_dir"] == t3.iloc[0]["run_dir"]
+    assert t2.iloc[0]["test_acc"] == full["test_acc"]
+    runs = root / "tiny" / "synthetic" / "runs"
+    for name in ("adaptive-alpha0-seed0", "adaptive-keepstate-seed0"):
+        m = json.loads((runs / name / "metrics.json").read_text())
+        assert m["init_from"] == str(runs / "adaptive-seed0" / "warmup.pt")
+        # the branch starts from the shared warm-up: its first epochs are the parent's
+        assert (json.loads((runs / name / "history.json").read_text())["epochs"][:2]
+                == json.loads((runs / "adaptive-seed0" / "history.json").read_text())["epochs"][:2])
+    m = json.loads((runs / "adaptive-adam-keepstate-seed0" / "metrics.json").read_text())
+    assert m["config"]["optimizer"] == "adam" and m["config"]["reset_optimizer"] is False
+    assert m["init_from"].endswith("adaptive-adam-seed0/warmup.pt")
+    assert set(t3["optimizer"]) == {"sgd", "adam"}
+
+
+def test_finished_runs_are_reused(tables_runs, profile, data):
+    root, kw, t1, *_ = tables_runs
+    lines = []
+    again = studies.table1_runs(profile, data, methods=studies.BASELINE_AND_OURS, **{**kw, "log": lines.append})
+    assert lines == []  # nothing trained
+    pd.testing.assert_frame_equal(again, t1)
+
+
+def test_aggregate_and_paired_differences():
+    runs = pd.DataFrame({"variant": ["A", "A", "B", "B"], "seed": [0, 1, 0, 1], "test_acc": [0.5, 0.7, 0.4, 0.8],
+                         "test_acc_audio": 0.1, "test_acc_visual": 0.2, "last_test_acc": 0.3})
+    agg = studies.aggregate(runs).set_index("variant")
+    assert agg.loc["A", "test_acc_mean"] == pytest.approx(0.6)
+    assert agg.loc["A", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert agg.loc["B", "n_seeds"] == 2 and agg.loc["B", "seeds"] == "0,1"
+    diff = studies.paired_differences(runs, "A", "B")
+    assert diff.to_dict() == pytest.approx({0: 0.1, 1: -0.1})
+
+
+def test_degradation_auroc():
+    clips = [f"c{i}" for i in range(6)]
+    record = {"c0": "visual", "c1": "visual", "c2": "audio", "c3": "none", "c4": "none", "c5": "none"}
+    w = np.array([0.9, 0.8, 0.05, 0.1, 0.2, 0.3])
+    out = studies.degradation_auroc(w, clips, record)
+    assert out["auroc_visual"] == 1.0 and out["auroc_audio"] == 0.0
+    assert out["auroc_any"] == pytest.approx(6 / 9)
+    assert (out["n_none"], out["n_audio"], out["n_visual"]) == (3, 1, 2)
+
+
+def test_tables_and_claims(tables_runs, data):
+    root, kw, t1, t2, t3 = tables_runs
+    t1_table = tables.table1(t1, "synthetic")
+    assert t1_table.display["Method"].tolist() == [label for label, *_ in tables.TABLE1_ROWS]
+    by = t1_table.data.set_index("method")
+    assert by.loc["PMR", "crema_d_reported"] == 68.55 and np.isnan(by.loc["PMR", "reproduced_mean"])
+    assert by.loc["Ours", "n_seeds"] == 2 and 0 <= by.loc["Ours", "reproduced_mean"] <= 100
+    assert t1_table.display.set_index("Method").loc["PMR", "Synthetic reproduced (%)"] == ""
+    assert "2 seeds (0, 1)" in t1_table.caption
+    ours = t1[t1["variant"] == "Ours"]
+    summary = studies.warmup_gmm_summary(ours, data)
+    assert list(summary["seed"]) == [0, 1] and {"bic_1", "bic_2", "auroc_visual"} <= set(summary)
+    table = claims.claims_table(fits=studies.gmm_frame(ours), bic=summary, history=studies.history_frame(ours),
+                                table1=t1, table2=t2, table3=t3, auroc=summary[["auroc_visual"]].mean().to_dict())
+    assert len(table.data) == 14 and set(table.data["status"]) <= {"holds", "does not hold"}
+    assert "seed 0" in table.data.loc[6, "measured"] and "seed 1" in table.data.loc[6, "measured"]
+    paths = tables.save_table(table, root / "tables")
+    assert paths["tex"].read_text().count(r"\\") == 15
+
+
+def test_latex_and_markdown_escaping():
+    frame = pd.DataFrame({"Method": ["D&R", "w/o |g|^2 (beta = 0)"], "Acc (%)": ["1.00 ± 0.50", "50_1"]})
+    tex = tables.to_latex(frame, "Caption 100%", "x")
+    assert r"D\&R" in tex and r"\^{}2" in tex and r"$\pm$" in tex and r"Caption 100\%" in tex and r"50\_1" in tex
+    md = tables.to_markdown(frame)
+    assert r"w/o \|g\|^2" in md and md.splitlines()[1] == "| :--- | ---: |"
+
+
+def test_parameter_checks():
+    injected = "# Parameters\nprofile = \"smoke\"\nseedz = [0]\n"
+    with pytest.raises(UnknownParameterError, match="seedz"):
+        check_parameters({"In": ["", "import os\nprofile = 'x'", injected]}, {"profile", "seeds"})
+    check_parameters({"In": ["", "# Parameters\nprofile = \"smoke\"\n", "seedz = 1"]}, {"profile"})  # own cells: fine
+    check_parameters({}, {"profile"})  # outside IPython: nothing to check
+    p = Profile("x", seeds=(3, 4))
+    assert resolve_seeds(None, p) == [3, 4] and resolve_seeds(None, p, "first") == [3]
+    assert resolve_seeds("0,2", p) == [0, 2] and resolve_seeds([1], p) == [1] and resolve_seeds(5, p) == [5]
+    assert resolve_seeds([], p, allow_empty=True) == []
+
+
+def test_setup_resolves_profile_and_folders(tmp_path):
+    ns = {"profile": "smoke", "dataset": "crema-d", "data_root": None, "device": "cpu", "seeds": None,
+          "overrides": {"width": 2}, "results_root": str(tmp_path / "r"), "figures_root": str(tmp_path / "f"),
+          "tables_root": str(tmp_path / "t")}
+    nb = setup("02_warmup", ns)
+    assert nb.profile.width == 2 and nb.profile.device == "cpu" and nb.seeds == list(nb.profile.seeds)
+    assert nb.figures == tmp_path / "f" / "smoke" / "crema-d"
+    assert nb.results_json == tmp_path / "r" / "smoke" / "crema-d" / "02_warmup.json"
+    with pytest.raises(ValueError, match="unknown dataset"):
+        setup("02_warmup", {**ns, "dataset": "cremad"})
+    with pytest.raises(ValueError, match="unknown profile setting"):
+        setup("02_warmup", {**ns, "overrides": {"widht": 2}})
+    with pytest.raises(UnknownParameterError, match="does not define"):
+        setup("02_warmup", {k: v for k, v in ns.items() if k != "seeds"})
