@@ -59,7 +59,7 @@ OPTIMIZER_SETTINGS = {
     "Adam (same state)": ("adam", False),
 }
 
-#: The columns of a run table, one row per run (see :func:`runs_frame`).
+#: The columns of a run table taken from ``metrics.json`` (the trainer's selection over the whole run).
 METRIC_COLUMNS = ("test_acc", "test_acc_audio", "test_acc_visual", "val_acc", "best_val_epoch", "last_test_acc",
                   "last_test_acc_audio", "last_test_acc_visual", "last_val_acc", "epochs", "seconds")
 
@@ -192,7 +192,8 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
                             device=device, progress=progress, dataset=dataset, **spec.options)
         if log and not finished:
             log(f"  done in {time.perf_counter() - started:.0f} s: test accuracy {metrics['test_acc']:.4f} "
-                f"(audio {metrics['test_acc_audio']:.4f}, visual {metrics['test_acc_visual']:.4f})")
+                f"(audio {metrics['test_acc_audio']:.4f}, visual {metrics['test_acc_visual']:.4f}) at the "
+                f"best-validation epoch {metrics['best_val_epoch']}, {metrics['last_test_acc']:.4f} at the last")
         done[spec.name] = metrics
         return metrics
 
@@ -200,13 +201,33 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     return pd.DataFrame(rows)
 
 
+def final_stage_selection(history: dict) -> dict:
+    """Test accuracies at the epoch of best validation accuracy *within the method's final stage*.
+
+    The trainer selects over every epoch (``metrics.json``), warm-up included: when a warm-up epoch
+    validates best, a two-stage run reports its warm-up model, and every variant branching from that
+    warm-up (Tables 2 and 3) reports the very same number. The tables therefore select among the
+    adaptive epochs of a two-stage run (all epochs of a single-stage one, such as concat): the model the
+    method itself produced. Earliest epoch on ties; validation split only.
+    """
+    epochs = history["epochs"]
+    stage = [e for e in epochs if e.get("phase") != "warmup"] or epochs
+    best = max(range(len(stage)), key=lambda i: (stage[i]["val_acc"], -i))
+    e = stage[best]
+    return {"stage_best_val_epoch": e["epoch"], "stage_val_acc": e["val_acc"], "stage_test_acc": e["test_acc"],
+            "stage_test_acc_audio": e["test_acc_audio"], "stage_test_acc_visual": e["test_acc_visual"]}
+
+
 def run_row(spec: RunSpec, metrics: dict, run_dir: Path) -> dict:
-    """One row of a run table: what the run is, and its accuracies (fractions) at the best-validation epoch."""
+    """One row of a run table: what the run is and its accuracies (fractions): ``stage_*`` at the best-validation
+    epoch of the final stage (:func:`final_stage_selection`, what the tables report), the trainer's selection
+    over the whole run (``test_acc``, ``best_val_epoch``, ...) and the last epoch (``last_*``)."""
     cfg = metrics["config"]
     row = {"study": spec.study, "variant": spec.variant, "method": spec.method, "seed": spec.seed,
            "name": spec.name, "optimizer": cfg["optimizer"], "lr": cfg["lr"],
            "reset_optimizer": cfg["reset_optimizer"], "options": json.dumps(spec.options, sort_keys=True),
            "branched_from": spec.parent}
+    row.update(final_stage_selection(load_history(run_dir)))
     row.update({k: metrics[k] for k in METRIC_COLUMNS})
     row["wall_seconds"] = metrics.get("wall_seconds")
     row["run_dir"] = str(run_dir)
@@ -240,7 +261,12 @@ def optimizer_runs(profile: Profile, data: AVData, seeds=None, adam_lr: float = 
 
 # ---------------------------------------------------------------------------------------------- collecting
 
-def aggregate(runs: pd.DataFrame, by=("variant",), columns=("test_acc", "test_acc_audio", "test_acc_visual",
+#: the accuracy the tables report (see :func:`final_stage_selection`)
+REPORTED = "stage_test_acc"
+
+
+def aggregate(runs: pd.DataFrame, by=("variant",), columns=("stage_test_acc", "stage_test_acc_audio",
+                                                            "stage_test_acc_visual", "test_acc",
                                                             "last_test_acc")) -> pd.DataFrame:
     """Mean, sample standard deviation (ddof 1; 0 for a single seed) and seed count per group, in first-seen order."""
     grouped = runs.groupby(list(by), sort=False)
@@ -253,7 +279,7 @@ def aggregate(runs: pd.DataFrame, by=("variant",), columns=("test_acc", "test_ac
     return out.drop(columns=[f"{c}_n" for c in columns]).reset_index()
 
 
-def paired_differences(runs: pd.DataFrame, reference: str, other: str, column: str = "test_acc") -> pd.Series:
+def paired_differences(runs: pd.DataFrame, reference: str, other: str, column: str = REPORTED) -> pd.Series:
     """Per seed: ``column`` of variant ``reference`` minus that of variant ``other`` (seeds both have)."""
     pivot = runs.pivot_table(index="seed", columns="variant", values=column, aggfunc="first")
     return (pivot[reference] - pivot[other]).dropna()

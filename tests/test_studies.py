@@ -103,12 +103,24 @@ def test_finished_runs_are_reused(tables_runs, profile, data):
 def test_aggregate_and_paired_differences():
     runs = pd.DataFrame({"variant": ["A", "A", "B", "B"], "seed": [0, 1, 0, 1], "test_acc": [0.5, 0.7, 0.4, 0.8],
                          "test_acc_audio": 0.1, "test_acc_visual": 0.2, "last_test_acc": 0.3})
-    agg = studies.aggregate(runs).set_index("variant")
+    agg = studies.aggregate(runs, columns=("test_acc", "last_test_acc")).set_index("variant")
     assert agg.loc["A", "test_acc_mean"] == pytest.approx(0.6)
     assert agg.loc["A", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert agg.loc["B", "n_seeds"] == 2 and agg.loc["B", "seeds"] == "0,1"
-    diff = studies.paired_differences(runs, "A", "B")
+    diff = studies.paired_differences(runs, "A", "B", column="test_acc")
     assert diff.to_dict() == pytest.approx({0: 0.1, 1: -0.1})
+
+
+def test_final_stage_selection_never_picks_a_warmup_epoch():
+    def epoch(i, phase, val, test):
+        return {"epoch": i, "phase": phase, "val_acc": val, "test_acc": test, "test_acc_audio": 0, "test_acc_visual": 0}
+
+    two_stage = {"epochs": [epoch(0, "warmup", 0.9, 0.8), epoch(1, "adaptive", 0.5, 0.4),
+                            epoch(2, "adaptive", 0.6, 0.7), epoch(3, "adaptive", 0.6, 0.1)]}
+    sel = studies.final_stage_selection(two_stage)
+    assert sel["stage_best_val_epoch"] == 2 and sel["stage_test_acc"] == 0.7  # earliest of the tied maxima
+    single = {"epochs": [epoch(0, "train", 0.9, 0.8), epoch(1, "train", 0.5, 0.4)]}
+    assert studies.final_stage_selection(single)["stage_test_acc"] == 0.8
 
 
 def test_degradation_auroc():

@@ -93,11 +93,11 @@ MAX_VOICE_HZ = 3800.0
 # around its prototype (multiplied by the spec's jitter knob).
 #                   offset  slope  arch   rate  tilt  tremor breath sharp
 _AUDIO = np.array([[0.0,    0.0,   0.0,   4.0,  1.3,  0.05,  0.05,  1.0],   # NEU
-                   [3.0,    1.5,   3.0,   5.0,  1.0,  0.10,  0.05,  1.5],   # HAP
-                   [-2.5,  -3.0,   0.0,   2.8,  1.8,  0.05,  0.25,  0.6],   # SAD
-                   [5.0,    3.0,  -1.0,   5.8,  1.3,  0.60,  0.20,  1.2],   # FEA
-                   [-1.0,  -1.0,  -3.0,   3.2,  1.5,  0.05,  0.15,  1.0],   # DIS
-                   [2.0,   -2.0,   2.0,   4.8,  0.7,  0.15,  0.05,  2.5]])  # ANG
+                   [3.0,    2.0,   4.0,   5.2,  1.0,  0.10,  0.05,  1.5],   # HAP
+                   [-3.0,  -4.0,   0.0,   2.6,  1.9,  0.05,  0.35,  0.5],   # SAD
+                   [5.0,    4.0,  -1.0,   6.2,  1.4,  0.80,  0.30,  1.2],   # FEA
+                   [-1.0,  -1.0,  -4.0,   3.2,  1.6,  0.05,  0.20,  1.0],   # DIS
+                   [2.0,   -3.0,   2.0,   4.8,  0.6,  0.15,  0.05,  3.0]])  # ANG
 _AUDIO_SPREAD = np.array([1.5, 1.5, 1.5, 0.6, 0.2, 0.12, 0.06, 0.4])
 _AUDIO_MIN = np.array([-12.0, -9.0, -9.0, 1.5, 0.4, 0.0, 0.0, 0.4])
 _AUDIO_MAX = np.array([12.0, 9.0, 9.0, 9.0, 3.0, 1.5, 0.6, 4.0])
@@ -158,6 +158,8 @@ def ensure_corpus(spec: SyntheticSpec, root: Path | None = None, progress: bool 
     root = Path(root) if root is not None else paths.data_dir() / f"synthetic-{spec.key()}"
     if _is_complete(root, spec):
         return root
+    if root.exists():
+        _check_replaceable(root)
     for leftover in root.parent.glob(f"{root.name}.tmp-*"):
         if not _pid_alive(leftover.name.rsplit("-", 1)[-1]):
             shutil.rmtree(leftover)
@@ -169,7 +171,8 @@ def ensure_corpus(spec: SyntheticSpec, root: Path | None = None, progress: bool 
             shutil.rmtree(tmp)
             return root
         if root.exists():
-            _remove_incomplete(root)
+            _check_replaceable(root)
+            shutil.rmtree(root)
         os.replace(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -195,13 +198,12 @@ def _is_complete(root: Path, spec: SyntheticSpec) -> bool:
         return False
 
 
-def _remove_incomplete(root: Path) -> None:
-    """Delete a stale corpus at ``root``, refusing if it holds anything a corpus does not."""
+def _check_replaceable(root: Path) -> None:
+    """Refuse to replace a folder holding anything a corpus does not: it is not ours to delete."""
     foreign = sorted(p.name for p in root.iterdir() if p.name not in _CORPUS_ENTRIES)
     if foreign:
         raise FileExistsError(f"{root} exists and is not a synthetic corpus (it holds {foreign[:5]}); "
                               f"move it away or pass another root")
-    shutil.rmtree(root)
 
 
 def _pid_alive(pid: str) -> bool:
@@ -266,8 +268,12 @@ def _generate(spec: SyntheticSpec, out: Path, progress: bool, workers: int | Non
     jobs = [(spec, i, degradation[i], out) for i in range(spec.clips)]
     workers = workers or min(4, os.cpu_count() or 1)
     bar = dict(total=spec.clips, disable=not progress, desc="synthetic corpus", unit="clip")
-    with ThreadPoolExecutor(workers) as pool:
+    # threads suffice: numpy, Pillow's encoder and libsndfile release the GIL for the heavy parts
+    pool = ThreadPoolExecutor(workers)
+    try:
         made = list(tqdm(pool.map(_make_clip, jobs), **bar))
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C, do not finish the queue first
 
     names = [m[0] for m in made]
     labels = [m[1] for m in made]
@@ -343,7 +349,7 @@ def _actor(spec: SyntheticSpec, actor: int) -> dict:
     female = rng.random() < 0.5
     skin = np.array([225, 180, 150]) * rng.uniform(0.45, 1.05)
     return {
-        "pitch": (200.0 if female else 110.0) * 2 ** (rng.normal(0, 2) / 12),
+        "pitch": (200.0 if female else 110.0) * 2 ** (rng.normal(0, 1.5) / 12),
         "skin": tuple(int(v) for v in np.clip(skin + rng.normal(0, 8, 3), 0, 255)),
         "hair": tuple(int(v) for v in np.array([90, 60, 35]) * rng.uniform(0.2, 2.2)),
         "aspect": rng.uniform(1.15, 1.4),
@@ -407,9 +413,9 @@ def _scene(actor, spec, rng) -> dict:
     size, pose = spec.frame_size, spec.visual_pose
     return {
         **actor,
-        "center": size * (0.5 + 0.12 * pose * rng.uniform(-1, 1, 2)),
-        "scale": size * rng.uniform(0.21, 0.29),
-        "roll": np.deg2rad(12 * pose * rng.uniform(-1, 1)),
+        "center": size * (0.5 + 0.06 * pose * rng.uniform(-1, 1, 2)),
+        "scale": size * rng.uniform(0.27, 0.33),
+        "roll": np.deg2rad(8 * pose * rng.uniform(-1, 1)),
         "background": rng.integers(30, 226, 3),
         "gain": rng.uniform(0.6, 1.2),
         "gradient": rng.uniform(-0.35, 0.35, 2),
@@ -436,25 +442,24 @@ def _face(v, scene, spec, rng) -> Image.Image:
 
     image = Image.new("RGB", (size, size), tuple(int(c) for c in scene["background"]))
     draw = ImageDraw.Draw(image)
-    line = max(1, round(scene["scale"] * 0.12))
+    line = max(1, round(scene["scale"] * 0.14))
     aspect, gap = scene["aspect"], scene["eye_gap"]
     draw.polygon(ellipse(0, -0.15 * aspect, 1.08, aspect * 0.95), fill=scene["hair"])
     draw.polygon(ellipse(0, 0.05, 1.0, aspect * 0.92), fill=scene["skin"])
     for side in (-1, 1):
         ex, ey = side * gap, -0.2
-        draw.polygon(ellipse(ex, ey, 0.2, max(0.02, 0.2 * eyes)), fill=(245, 245, 245), outline=(40, 30, 30))
+        draw.polygon(ellipse(ex, ey, 0.22, max(0.02, 0.22 * eyes)), fill=(245, 245, 245), outline=(40, 30, 30))
         if eyes > 0.15:
-            draw.polygon(ellipse(ex, ey, 0.08, min(0.08, 0.2 * eyes)), fill=(35, 25, 20))
-        by = ey - 0.27 - raise_
-        inner, outer = (side * (gap - 0.2), by - 0.2 * slant), (side * (gap + 0.22), by + 0.2 * slant)
+            draw.polygon(ellipse(ex, ey, 0.09, min(0.09, 0.22 * eyes)), fill=(35, 25, 20))
+        by = ey - 0.3 - raise_
+        inner, outer = (side * (gap - 0.2), by - 0.45 * slant), (side * (gap + 0.22), by + 0.45 * slant)
         draw.line(place([inner, outer]), fill=scene["hair"], width=line)
     x = np.linspace(-1, 1, 15)
-    half = 0.5 * width
     mid = 0.55 - curve * x ** 2 - sneer * np.clip(x, 0, 1)
-    lips = 0.3 * opening * (1 - x ** 2)
-    mouth = np.concatenate([np.stack([half * x, mid - 0.3 * lips], 1), np.stack([half * x, mid + 0.7 * lips], 1)[::-1]])
+    lips = 0.8 * opening * (1 - x ** 2)
+    mouth = np.concatenate([np.stack([width * x, mid - 0.3 * lips], 1), np.stack([width * x, mid + 0.7 * lips], 1)[::-1]])
     draw.polygon(place(mouth), fill=(90, 20, 30))
-    draw.line(place(np.stack([half * x, mid], 1)), fill=(150, 50, 60), width=line)
+    draw.line(place(np.stack([width * x, mid], 1)), fill=(150, 50, 60), width=line)
     return image
 
 

@@ -103,7 +103,8 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
     diff = 100 * paired_differences(runs, better, worse)
     if diff.empty:
         return _row(claim, source, paper, "not measured (no seed has both runs)", False) | {"status": "not measured"}
-    measured = (f"{better} - {worse} = {diff.mean():+.2f} points test accuracy (mean over {len(diff)} seed"
+    measured = (f"{better} - {worse} = {diff.mean():+.2f} points of test accuracy at the best validation epoch "
+                f"after warm-up (mean over {len(diff)} seed"
                 f"{'s' if len(diff) != 1 else ''}; {_per_seed(diff.to_dict())})")
     return _row(claim, source, paper, measured, diff.mean() > 0)
 
