@@ -115,9 +115,10 @@ def auroc_claim(auroc: dict) -> dict:
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     measured = (f"AUROC of w_imb (Eq. 9, after warm-up) for visually degraded clips {fmt(v)}, audio-degraded "
                 f"{fmt(a)}, any {fmt(any_)} (0.5 = chance; mean over seeds)")
-    return _row("The imbalanced component (audio >> visual) flags clips whose visual stream is degraded",
+    # 0.5 is chance: "holds" asks for a detection clearly above it
+    return _row("The imbalanced component (audio >> visual) flags clips whose visual stream is degraded (AUROC > 0.6)",
                 "Sec. 5 (Discussion)", "imbalanced samples 'may result from low-quality data'", measured,
-                v is not None and v > 0.5)
+                v is not None and v > 0.6)
 
 
 def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame, table1: pd.DataFrame,
