@@ -5,6 +5,7 @@
 #   ./run_all.sh --profile smoke          the same program with tiny numbers (tests, CI)
 #   ./run_all.sh --profile paper --dataset crema-d --data-root PATH --device cuda
 #   ./run_all.sh --only 01,03             some notebooks only (each reuses what the others saved)
+#   ./run_all.sh --peer-seeds none        Table 1 without the peer methods (default: their first seed only)
 #   ./run_all.sh --setup-only             create .venv and register the Jupyter kernel, nothing else
 #
 # Executed notebooks go to executed/<profile>/ (git-ignored); figures to figures/<profile>/, tables to
@@ -19,6 +20,7 @@ DATASET=synthetic
 DATA_ROOT=""
 DEVICE=auto
 ONLY=""
+PEER_SEEDS=""
 SETUP_ONLY=0
 KERNEL=gapkit
 NOTEBOOKS=(01_data_prep 02_warmup 03_gmm_analysis 04_adaptive_training 05_ablations 06_optimizer_study)
@@ -26,7 +28,7 @@ NOTEBOOKS=(01_data_prep 02_warmup 03_gmm_analysis 04_adaptive_training 05_ablati
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     echo "options: --profile smoke|default|paper  --dataset synthetic|crema-d|ave|manifest  --data-root PATH"
-    echo "         --device auto|cpu|cuda  --only 01,03  --setup-only  -h|--help"
+    echo "         --device auto|cpu|cuda  --only 01,03  --peer-seeds none|0,1,2  --setup-only  -h|--help"
 }
 
 die() { echo "run_all.sh: $*" >&2; exit 2; }
@@ -38,6 +40,7 @@ while [[ $# -gt 0 ]]; do
         --data-root) [[ $# -ge 2 ]] || die "--data-root needs a value"; DATA_ROOT="$2"; shift 2 ;;
         --device) [[ $# -ge 2 ]] || die "--device needs a value"; DEVICE="$2"; shift 2 ;;
         --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY="$2"; shift 2 ;;
+        --peer-seeds) [[ $# -ge 2 ]] || die "--peer-seeds needs a value"; PEER_SEEDS="$2"; shift 2 ;;
         --setup-only) SETUP_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
@@ -49,6 +52,8 @@ case "$DATASET" in synthetic|crema-d|ave|manifest) ;; *) die "unknown dataset '$
 case "$DEVICE" in auto|cpu|cuda) ;; *) die "unknown device '$DEVICE' (auto, cpu or cuda)" ;; esac
 [[ "$DATASET" != manifest || -n "$DATA_ROOT" ]] || die "--dataset manifest needs --data-root (the manifest CSV)"
 [[ -z "$DATA_ROOT" || -e "$DATA_ROOT" ]] || die "--data-root $DATA_ROOT does not exist"
+[[ -z "$PEER_SEEDS" || "$PEER_SEEDS" == none || "$PEER_SEEDS" =~ ^[0-9]+(,[0-9]+)*$ ]] \
+    || die "--peer-seeds takes 'none' or seeds such as 0 or 0,1,2"
 
 # ---------------------------------------------------------------------------------------------- set-up
 PY=.venv/bin/python
@@ -85,9 +90,13 @@ echo "== running ${#SELECTED[@]} notebook(s): profile $PROFILE, dataset $DATASET
 START=$SECONDS
 for nb in "${SELECTED[@]}"; do
     t0=$SECONDS
+    EXTRA=()
+    if [[ "$nb" == 04_* && -n "$PEER_SEEDS" ]]; then  # only notebook 04 has this parameter
+        if [[ "$PEER_SEEDS" == none ]]; then EXTRA=(-y "peer_seeds: []"); else EXTRA=(-y "peer_seeds: [$PEER_SEEDS]"); fi
+    fi
     echo "-- $nb (log: $OUT/$nb.log)"
     if ! .venv/bin/papermill "notebooks/$nb.ipynb" "$OUT/$nb.ipynb" -k "$KERNEL" --cwd notebooks \
-            --no-progress-bar --log-output "${PARAMS[@]}" > "$OUT/$nb.log" 2>&1; then
+            --no-progress-bar --log-output "${PARAMS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/$nb.log" 2>&1; then
         tail -n 40 "$OUT/$nb.log" >&2
         echo "run_all.sh: notebook $nb FAILED after $((SECONDS - t0)) s; executed copy: $OUT/$nb.ipynb, log: $OUT/$nb.log" >&2
         exit 1

@@ -51,6 +51,17 @@ ABLATIONS = {
     "w/o GMM weights": {"use_weights": False},
 }
 
+#: Controls of Table 2 that isolate the GMM (not in the paper): Eq. 10 with w_imb replaced by a weight that keeps
+#: its batch mean but not the GMM's separation of samples (:func:`gapkit.losses.control_weights`).
+WEIGHT_CONTROLS = {
+    "w_imb -> |g| rescaled (control)": {"weight_control": "gap-magnitude"},
+    "w_imb shuffled in the batch (control)": {"weight_control": "shuffled"},
+}
+
+#: Controls of Table 1 (not in the paper): Eq. 7 for the whole budget, with the optimizer state kept or reset
+#: where adaptive training would start. Both branch from the adaptive run's warm-up (the same Eq. 7 epochs).
+CONTROL_METHODS = ("warmup-only", "warmup-reset")
+
 #: The optimizer settings of Table 3, in the paper's row order: label -> (optimizer, reset state).
 OPTIMIZER_SETTINGS = {
     "SGD (reset state)": ("sgd", True),
@@ -59,7 +70,7 @@ OPTIMIZER_SETTINGS = {
     "Adam (same state)": ("adam", False),
 }
 
-#: The columns of a run table taken from ``metrics.json`` (the trainer's selection over the whole run).
+#: The columns of a run table taken from ``metrics.json``.
 METRIC_COLUMNS = ("test_acc", "test_acc_audio", "test_acc_visual", "val_acc", "best_val_epoch", "last_test_acc",
                   "last_test_acc_audio", "last_test_acc_visual", "last_val_acc", "epochs", "seconds")
 
@@ -121,18 +132,20 @@ def plan_table1(profile: Profile, seeds=None, methods=None, peer_seeds=None) -> 
     methods = table1_methods() if methods is None else list(methods)
     specs = []
     for method in methods:
-        own = method in BASELINE_AND_OURS or peer_seeds is None
+        own = method in BASELINE_AND_OURS or method in CONTROL_METHODS or peer_seeds is None
         for s in _seeds(profile, seeds if own else peer_seeds):
-            specs.append(RunSpec("table1", TABLE1_LABELS.get(method, method), s, method, run_name(method, s)))
+            parent = run_name("adaptive", s) if method in CONTROL_METHODS else None
+            specs.append(RunSpec("table1", TABLE1_LABELS.get(method, method), s, method, run_name(method, s),
+                                 parent=parent))
     return specs
 
 
 def plan_ablations(profile: Profile, seeds=None) -> list[RunSpec]:
-    """Table 2: the full model (the Table 1 run) and four ablations branching from its warm-up."""
+    """Table 2: the full model (the Table 1 run), four ablations and two weight controls branching from its warm-up."""
     specs = []
     for s in _seeds(profile, seeds):
         full = run_name("adaptive", s)
-        for label, options in ABLATIONS.items():
+        for label, options in {**ABLATIONS, **WEIGHT_CONTROLS}.items():
             specs.append(RunSpec("table2", label, s, "adaptive", run_name("adaptive", s, **options), options,
                                  parent=full if options else None))
     return specs
@@ -156,10 +169,6 @@ def plan_optimizers(profile: Profile, seeds=None, adam_lr: float = ADAM_LR) -> l
 
 
 # ---------------------------------------------------------------------------------------------- running them
-
-def is_finished(spec: RunSpec, profile: Profile, dataset: str = "synthetic", results_root=None) -> bool:
-    return (run_root(profile, dataset, results_root) / spec.name / "metrics.json").exists()
-
 
 def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: str = "synthetic", results_root=None,
             device: str | None = None, progress: bool = False, log=print) -> pd.DataFrame:
@@ -192,8 +201,9 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
                             device=device, progress=progress, dataset=dataset, **spec.options)
         if log and not finished:
             log(f"  done in {time.perf_counter() - started:.0f} s: test accuracy {metrics['test_acc']:.4f} "
-                f"(audio {metrics['test_acc_audio']:.4f}, visual {metrics['test_acc_visual']:.4f}) at the "
-                f"best-validation epoch {metrics['best_val_epoch']}, {metrics['last_test_acc']:.4f} at the last")
+                f"(audio {metrics['test_acc_audio']:.4f}, visual {metrics['test_acc_visual']:.4f}) at epoch "
+                f"{metrics['best_val_epoch']} (best validation in the final stage), {metrics['last_test_acc']:.4f} "
+                f"at the last")
         done[spec.name] = metrics
         return metrics
 
@@ -201,33 +211,14 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     return pd.DataFrame(rows)
 
 
-def final_stage_selection(history: dict) -> dict:
-    """Test accuracies at the epoch of best validation accuracy *within the method's final stage*.
-
-    The trainer selects over every epoch (``metrics.json``), warm-up included: when a warm-up epoch
-    validates best, a two-stage run reports its warm-up model, and every variant branching from that
-    warm-up (Tables 2 and 3) reports the very same number. The tables therefore select among the
-    adaptive epochs of a two-stage run (all epochs of a single-stage one, such as concat): the model the
-    method itself produced. Earliest epoch on ties; validation split only.
-    """
-    epochs = history["epochs"]
-    stage = [e for e in epochs if e.get("phase") != "warmup"] or epochs
-    best = max(range(len(stage)), key=lambda i: (stage[i]["val_acc"], -i))
-    e = stage[best]
-    return {"stage_best_val_epoch": e["epoch"], "stage_val_acc": e["val_acc"], "stage_test_acc": e["test_acc"],
-            "stage_test_acc_audio": e["test_acc_audio"], "stage_test_acc_visual": e["test_acc_visual"]}
-
-
 def run_row(spec: RunSpec, metrics: dict, run_dir: Path) -> dict:
-    """One row of a run table: what the run is and its accuracies (fractions): ``stage_*`` at the best-validation
-    epoch of the final stage (:func:`final_stage_selection`, what the tables report), the trainer's selection
-    over the whole run (``test_acc``, ``best_val_epoch``, ...) and the last epoch (``last_*``)."""
+    """One row of a run table: what the run is and its accuracies (fractions) at the selected epoch (best validation
+    accuracy in the final stage, :func:`gapkit.training.selected_epoch`) and at the last epoch (``last_*``)."""
     cfg = metrics["config"]
     row = {"study": spec.study, "variant": spec.variant, "method": spec.method, "seed": spec.seed,
            "name": spec.name, "optimizer": cfg["optimizer"], "lr": cfg["lr"],
            "reset_optimizer": cfg["reset_optimizer"], "options": json.dumps(spec.options, sort_keys=True),
            "branched_from": spec.parent}
-    row.update(final_stage_selection(load_history(run_dir)))
     row.update({k: metrics[k] for k in METRIC_COLUMNS})
     row["wall_seconds"] = metrics.get("wall_seconds")
     row["run_dir"] = str(run_dir)
@@ -261,12 +252,11 @@ def optimizer_runs(profile: Profile, data: AVData, seeds=None, adam_lr: float = 
 
 # ---------------------------------------------------------------------------------------------- collecting
 
-#: the accuracy the tables report (see :func:`final_stage_selection`)
-REPORTED = "stage_test_acc"
+#: the accuracy the tables report (see :func:`gapkit.training.selected_epoch`)
+REPORTED = "test_acc"
 
 
-def aggregate(runs: pd.DataFrame, by=("variant",), columns=("stage_test_acc", "stage_test_acc_audio",
-                                                            "stage_test_acc_visual", "test_acc",
+def aggregate(runs: pd.DataFrame, by=("variant",), columns=("test_acc", "test_acc_audio", "test_acc_visual",
                                                             "last_test_acc")) -> pd.DataFrame:
     """Mean, sample standard deviation (ddof 1; 0 for a single seed) and seed count per group, in first-seen order."""
     grouped = runs.groupby(list(by), sort=False)

@@ -8,7 +8,9 @@ training set (eval mode, no gradients) and a GMM fit to them. A single-stage met
 
 After every epoch the model is evaluated on the validation and test splits. Model
 selection uses the validation split only: the reported test accuracy is the one at
-the epoch of best validation accuracy (the earliest on ties), next to the last epoch's.
+the epoch of best validation accuracy within the method's final stage (the adaptive
+epochs of a two-stage run, every epoch of a single-stage one; the earliest on ties),
+next to the last epoch's; ``best.pt`` holds that model.
 The training accuracy in the history is the running accuracy of the training
 mini-batches (train mode, as seen by the optimizer), which costs no extra pass.
 
@@ -133,11 +135,21 @@ class TrainResult:
         return summarize(self.history)
 
 
+def selected_epoch(epochs: list[dict]) -> int:
+    """The epoch of best validation accuracy within the method's final stage (earliest on ties).
+
+    A two-stage run selects among its adaptive epochs: the model the method itself produced. Selecting
+    over the warm-up too would let a run report its warm-up model, and every variant branching from that
+    warm-up (Tables 2 and 3) the very same number. A single-stage run selects over all its epochs.
+    """
+    stage = [i for i, e in enumerate(epochs) if e.get("phase") != "warmup"] or range(len(epochs))
+    return max(stage, key=lambda i: (epochs[i]["val_acc"], -i))
+
+
 def summarize(history: dict) -> dict:
-    """Test accuracy at the best-validation epoch and at the last epoch, plus the GMM fits."""
+    """Test accuracy at the selected epoch (:func:`selected_epoch`) and at the last epoch, plus the GMM fits."""
     epochs = history["epochs"]
-    val = [e["val_acc"] for e in epochs]
-    best = int(np.argmax(val))  # first maximum: the earliest epoch on ties
+    best = selected_epoch(epochs)
     b, last = epochs[best], epochs[-1]
     out = {
         "test_acc": b["test_acc"], "test_acc_audio": b["test_acc_audio"], "test_acc_visual": b["test_acc_visual"],
@@ -254,13 +266,14 @@ class Trainer:
             self._restore(ckpt, optimizer, generator)
 
         mixture = GapMixture.from_dict(history["gmm"][-1], seed=cfg.seed) if history["gmm"] else None
+        resets = cfg.reset_optimizer if method.reset_optimizer is None else method.reset_optimizer
         bar = tqdm(total=cfg.total_epochs, initial=start, desc=f"{cfg.method} seed {cfg.seed}",
                    unit="epoch", disable=not self.progress, leave=False)
         for epoch in range(start, cfg.total_epochs):
             t0 = time.perf_counter()
             phase, adaptive_epoch, step = _phase(cfg, method, epoch)
             record = {"epoch": epoch, "phase": phase, "step": step}
-            if phase == "adaptive" and adaptive_epoch == 0 and cfg.reset_optimizer:
+            if phase == "adaptive" and adaptive_epoch == 0 and resets:
                 optimizer = make_optimizer(self.model, cfg)
             if method.fits_gmm and phase == "adaptive" and adaptive_epoch % cfg.adaptive_epochs == 0:
                 mixture, g, fit_seconds = self._fit_mixture()
@@ -277,7 +290,7 @@ class Trainer:
             record.update(method.on_epoch_end(self.model, self.data, ctx))
             record["seconds"] = time.perf_counter() - t0
             history["epochs"].append(record)
-            if record["val_acc"] > best["val_acc"]:
+            if phase != "warmup" and record["val_acc"] > best["val_acc"]:
                 best = {"epoch": epoch, "val_acc": record["val_acc"],
                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
             if self.out_dir is not None:

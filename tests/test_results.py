@@ -92,10 +92,10 @@ def test_results_json(run, notebook):
     values = json.loads((run.profile_results / f"{notebook}.json").read_text())
     assert values["notebook"] == notebook and values["profile"]["name"] == "smoke"
     for record in values.get("runs", []):
-        for key in ("stage_test_acc", "test_acc", "test_acc_audio", "test_acc_visual", "last_test_acc"):
+        for key in ("test_acc", "test_acc_audio", "test_acc_visual", "last_test_acc"):
             assert 0 <= record[key] <= 1, (notebook, record["name"], key)
         if record["method"] == "adaptive":  # the tables' selection never reports a warm-up epoch
-            assert record["stage_best_val_epoch"] >= 2, record["name"]  # smoke: 2 warm-up epochs
+            assert record["best_val_epoch"] >= 2, record["name"]  # smoke: 2 warm-up epochs
 
 
 def test_scalar_results_in_range(run):

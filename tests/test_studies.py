@@ -13,6 +13,7 @@ from gapkit.data.base import AVData, AVSplit
 from gapkit.notebook import UnknownParameterError, check_parameters, resolve_seeds, setup
 from gapkit.profiles import Profile
 from gapkit.report import claims, tables
+from gapkit.training import selected_epoch, summarize
 
 
 def _split(n, seed, classes=3):
@@ -60,16 +61,19 @@ def tables_runs(tmp_path_factory, profile, data, one_thread):
 def test_plans_name_and_branch_runs(profile):
     t2 = studies.plan_ablations(profile, [1])
     assert [s.name for s in t2] == ["adaptive-seed1", "adaptive-alpha0-seed1", "adaptive-beta0-seed1",
-                                    "adaptive-gamma0-seed1", "adaptive-useweightsFalse-seed1"]
-    assert [s.parent for s in t2] == [None] + ["adaptive-seed1"] * 4
+                                    "adaptive-gamma0-seed1", "adaptive-useweightsFalse-seed1",
+                                    "adaptive-weightcontrolgap-magnitude-seed1", "adaptive-weightcontrolshuffled-seed1"]
+    assert [s.parent for s in t2] == [None] + ["adaptive-seed1"] * 6
     t3 = {s.variant: s for s in studies.plan_optimizers(profile, [0], adam_lr=3e-4)}
     assert t3["SGD (reset state)"].name == "adaptive-seed0" and t3["SGD (reset state)"].parent is None
     assert t3["SGD (same state)"].overrides == {"reset_optimizer": False}
     assert t3["SGD (same state)"].parent == "adaptive-seed0"
     assert t3["Adam (reset state)"].overrides == {"optimizer": "adam", "lr": 3e-4}
     assert t3["Adam (same state)"].parent == "adaptive-adam-seed0"
-    t1 = studies.plan_table1(profile, methods=["concat", "adaptive", "pmr"], peer_seeds=[0])
-    assert [(s.variant, s.seed) for s in t1] == [("Concat", 0), ("Concat", 1), ("Ours", 0), ("Ours", 1), ("PMR", 0)]
+    t1 = studies.plan_table1(profile, methods=["concat", "adaptive", "pmr", "warmup-only"], peer_seeds=[0])
+    assert [(s.method, s.seed) for s in t1] == [("concat", 0), ("concat", 1), ("adaptive", 0), ("adaptive", 1),
+                                                ("pmr", 0), ("warmup-only", 0), ("warmup-only", 1)]
+    assert [s.parent for s in t1] == [None] * 5 + ["adaptive-seed0", "adaptive-seed1"]  # controls branch
 
 
 def test_studies_share_runs_and_branch_from_warmup(tables_runs):
@@ -111,16 +115,18 @@ def test_aggregate_and_paired_differences():
     assert diff.to_dict() == pytest.approx({0: 0.1, 1: -0.1})
 
 
-def test_final_stage_selection_never_picks_a_warmup_epoch():
+def test_selection_never_picks_a_warmup_epoch():
     def epoch(i, phase, val, test):
-        return {"epoch": i, "phase": phase, "val_acc": val, "test_acc": test, "test_acc_audio": 0, "test_acc_visual": 0}
+        return {"epoch": i, "phase": phase, "val_acc": val, "test_acc": test, "test_acc_audio": 0,
+                "test_acc_visual": 0, "seconds": 1.0}
 
     two_stage = {"epochs": [epoch(0, "warmup", 0.9, 0.8), epoch(1, "adaptive", 0.5, 0.4),
-                            epoch(2, "adaptive", 0.6, 0.7), epoch(3, "adaptive", 0.6, 0.1)]}
-    sel = studies.final_stage_selection(two_stage)
-    assert sel["stage_best_val_epoch"] == 2 and sel["stage_test_acc"] == 0.7  # earliest of the tied maxima
-    single = {"epochs": [epoch(0, "train", 0.9, 0.8), epoch(1, "train", 0.5, 0.4)]}
-    assert studies.final_stage_selection(single)["stage_test_acc"] == 0.8
+                            epoch(2, "adaptive", 0.6, 0.7), epoch(3, "adaptive", 0.6, 0.1)], "gmm": []}
+    assert selected_epoch(two_stage["epochs"]) == 2  # earliest of the tied maxima
+    summary = summarize(two_stage)
+    assert summary["best_val_epoch"] == 2 and summary["test_acc"] == 0.7 and summary["last_test_acc"] == 0.1
+    single = [epoch(0, "train", 0.9, 0.8), epoch(1, "train", 0.5, 0.4)]
+    assert selected_epoch(single) == 0
 
 
 def test_degradation_auroc():

@@ -86,7 +86,7 @@ from .. import paths
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 SENTENCES = 12
 CLIPS_PER_ACTOR = SENTENCES * len(CLASSES)
-INTENSITY = {"LO": 0.5, "MD": 0.75, "HI": 1.0}
+LEVELS = ("LO", "MD", "HI")  # intensity min_intensity, halfway, 1
 MAX_VOICE_HZ = 3800.0
 
 # Class prototypes (rows in CLASSES order) and the per-parameter spread of a clip
@@ -131,13 +131,14 @@ class SyntheticSpec:
     degraded_fraction: float = 0.15
     audio_degraded_share: float = 0.3
     # difficulty
+    min_intensity: float = 0.5    # weakest expression (0: neutral), shared by voice and face
     audio_jitter: float = 1.0      # class overlap of the voice signatures (x _AUDIO_SPREAD)
     visual_jitter: float = 1.0     # class overlap of the face signatures (x _VISUAL_SPREAD)
     audio_snr_db: float = 20.0     # background noise of every clip (+-5 dB per clip)
     visual_noise: float = 10.0     # pixel noise, standard deviation in grey levels
     visual_pose: float = 1.0       # face position/scale/roll variation (1: +-12% of the frame, +-12 degrees)
     degraded_snr_db: float = -6.0  # SNR of the drowned audio of audio-degraded clips
-    version: int = 1
+    version: int = 2
 
     def key(self) -> str:
         """A short stable hash of every field (sha256 of the sorted JSON, 16 hex digits)."""
@@ -226,7 +227,7 @@ def clip_name(spec: SyntheticSpec, index: int) -> tuple[str, str]:
     label = CLASSES[index % len(CLASSES)]
     level = "XX"
     if sentence == 0 and label != "NEU":
-        level = ("LO", "MD", "HI")[int(_rng(spec, "level", index).integers(3))]
+        level = LEVELS[int(_rng(spec, "level", index).integers(3))]
     return f"{actor}_S{sentence:02d}_{label}_{level}", label
 
 
@@ -310,7 +311,7 @@ def _make_clip(job) -> tuple[str, str, float, int]:
     sentence = _rng(spec, "sentence", (index // len(CLASSES)) % SENTENCES)
     stress = sentence.uniform(0.5, 1.0, 16)
 
-    intensity = INTENSITY[level] if level in INTENSITY else rng.uniform(0.5, 1.0)
+    intensity = _intensity(spec, level, rng)
     c = CLASSES.index(label)
     audio = _signature(_AUDIO, _AUDIO_SPREAD, c, intensity, spec.audio_jitter, rng, _AUDIO_MIN, _AUDIO_MAX)
     visual = _signature(_VISUAL, _VISUAL_SPREAD, c, intensity, spec.visual_jitter, rng, _VISUAL_MIN, _VISUAL_MAX)
@@ -336,6 +337,13 @@ def _make_clip(job) -> tuple[str, str, float, int]:
         image = _light_and_noise(image, scene, spec, rng)
         image.save(folder / f"frame_{f:03d}.png", format="PNG", compress_level=6)
     return name, label, n / spec.sample_rate, n_frames
+
+
+def _intensity(spec: SyntheticSpec, level: str, rng) -> float:
+    """Expression strength shared by both modalities: LO, MD, HI evenly from ``min_intensity`` to 1; XX uniform."""
+    if level == "XX":
+        return rng.uniform(spec.min_intensity, 1.0)
+    return spec.min_intensity + (1 - spec.min_intensity) * LEVELS.index(level) / 2
 
 
 def _signature(table, spread, c, intensity, jitter, rng, low, high) -> np.ndarray:
@@ -416,9 +424,9 @@ def _scene(actor, spec, rng) -> dict:
         "center": size * (0.5 + 0.06 * pose * rng.uniform(-1, 1, 2)),
         "scale": size * rng.uniform(0.27, 0.33),
         "roll": np.deg2rad(8 * pose * rng.uniform(-1, 1)),
-        "background": rng.integers(30, 226, 3),
-        "gain": rng.uniform(0.6, 1.2),
-        "gradient": rng.uniform(-0.35, 0.35, 2),
+        "background": rng.integers(70, 186) + rng.integers(-30, 31, 3),
+        "gain": rng.uniform(0.75, 1.15),
+        "gradient": rng.uniform(-0.25, 0.25, 2),
     }
 
 

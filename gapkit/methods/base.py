@@ -7,6 +7,8 @@ happens inside it:
 * ``two_stage``: the run has a warm-up of ``warmup_epochs`` followed by
   ``adaptive_steps`` x ``adaptive_epochs`` epochs, with the optimizer reset at the
   boundary unless the config keeps it; otherwise all epochs are one stage.
+* ``reset_optimizer``: ``None`` (the config decides, Table 3) or a fixed choice for
+  the optimizer reset at the stage boundary (the controls of Table 1).
 * ``fits_gmm``: at the start of every adaptive step the trainer collects the gaps
   over the training set and fits a :class:`~gapkit.mixture.GapMixture`, handed to
   the method in ``ctx.mixture``.
@@ -58,6 +60,7 @@ class Method:
 
     name = "base"
     two_stage = False
+    reset_optimizer: bool | None = None
     fits_gmm = False
     #: options this method accepts (name -> default); unknown options are an error
     defaults: dict = {}

@@ -12,9 +12,16 @@ from .base import Context, Method, StepOutput
 
 
 class WarmupOnly(Method):
-    """Eq. 7 (L_MM + L_a + L_v) for the whole budget: the unimodal auxiliary losses alone."""
+    """Eq. 7 (L_MM + L_a + L_v) for the whole budget: the unimodal auxiliary losses alone.
+
+    Two stages with the same loss and the optimizer state kept across the boundary, so that the run
+    can branch from the adaptive method's warm-up checkpoint and select its model after warm-up,
+    exactly as the method it controls for.
+    """
 
     name = "warmup-only"
+    two_stage = True
+    reset_optimizer = False
 
     def training_step(self, model, audio, visual, y, ctx: Context) -> StepOutput:
         logits, logits_a, logits_v = model(audio, visual)
@@ -25,4 +32,4 @@ class WarmupReset(WarmupOnly):
     """Eq. 7 for the whole budget with the optimizer reset where adaptive training would start: the reset alone."""
 
     name = "warmup-reset"
-    two_stage = True
+    reset_optimizer = True

@@ -183,7 +183,7 @@ def fig4_accuracy(history: pd.DataFrame, phase: str, *, dataset: str = "syntheti
 def table1_accuracy(runs: pd.DataFrame, *, dataset: str = "synthetic") -> matplotlib.figure.Figure:
     """Fused, audio-only and visual-only test accuracy (%) per method of Table 1 (as in the table: best validation
     epoch after warm-up): bars = mean, ticks = sd, dots = seeds."""
-    cols = {"stage_test_acc": "fused", "stage_test_acc_audio": "audio", "stage_test_acc_visual": "visual"}
+    cols = {"test_acc": "fused", "test_acc_audio": "audio", "test_acc_visual": "visual"}
     long = runs.melt(id_vars=["variant", "seed"], value_vars=list(cols), var_name="modality", value_name="accuracy")
     long["modality"] = long["modality"].map(cols)
     long["accuracy"] *= 100

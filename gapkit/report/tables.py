@@ -3,9 +3,9 @@
 Each table is written three ways to ``tables/<profile>/``: ``<name>.csv`` (numbers, for
 machines; accuracies in percent), ``<name>.md`` and ``<name>.tex`` (formatted, with the
 caption, for people and papers). Reproduced accuracies are the test accuracy at the epoch of
-best validation accuracy within the method's final stage (:func:`gapkit.studies.final_stage_selection`),
-mean +- sample standard deviation over the seeds named in the caption; the CSV adds the trainer's
-selection over the whole run (warm-up included) and the last epoch's accuracy.
+best validation accuracy within the method's final stage (:func:`gapkit.training.selected_epoch`),
+mean +- sample standard deviation over the seeds named in the caption; the CSV adds the last
+epoch's accuracy.
 No training happens here: every function reads a run table from :mod:`gapkit.studies`.
 """
 from __future__ import annotations
@@ -113,10 +113,9 @@ def reported_vs_reproduced(name: str, caption: str, rows: list[tuple], runs: pd.
         r = agg.loc[row_label] if row_label in agg.index else None
         get = (lambda c: 100 * float(r[c])) if r is not None else (lambda c: np.nan)
         data.append({row_title.lower(): row_label, "crema_d_reported": crema, "ave_reported": ave,
-                     "reproduced_mean": get("stage_test_acc_mean"), "reproduced_std": get("stage_test_acc_std"),
-                     "reproduced_audio_mean": get("stage_test_acc_audio_mean"),
-                     "reproduced_visual_mean": get("stage_test_acc_visual_mean"),
-                     "whole_run_selection_mean": get("test_acc_mean"),
+                     "reproduced_mean": get("test_acc_mean"), "reproduced_std": get("test_acc_std"),
+                     "reproduced_audio_mean": get("test_acc_audio_mean"),
+                     "reproduced_visual_mean": get("test_acc_visual_mean"),
                      "last_epoch_mean": get("last_test_acc_mean"),
                      "n_seeds": int(r["n_seeds"]) if r is not None else 0,
                      "seeds": r["seeds"] if r is not None else ""})
