@@ -5,7 +5,7 @@
 #   ./run_all.sh --profile smoke          the same program with tiny numbers (tests, CI)
 #   ./run_all.sh --profile paper --dataset crema-d --data-root PATH --device cuda
 #   ./run_all.sh --only 01,03             some notebooks only (each reuses what the others saved)
-#   ./run_all.sh --peer-seeds none        Table 1 without the peer methods (default: their first seed only)
+#   ./run_all.sh --peer-seeds none        Table 1 without the peer methods (default: the same seeds as the rest)
 #   ./run_all.sh --setup-only             create .venv and register the Jupyter kernel, nothing else
 #
 # Executed notebooks go to executed/<profile>/ (git-ignored); figures to figures/<profile>/, tables to

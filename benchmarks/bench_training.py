@@ -3,7 +3,8 @@
     python benchmarks/bench_training.py --profile smoke default [--threads 2] [--out benchmarks/results]
 
 Reports, per profile: the wall time of a complete adaptive run and of a concat run
-(data already cached), training throughput in samples per second, the share of an
+(data already cached), training throughput in samples per second (training clips per second of
+epoch time, the epoch's validation and test evaluation included), the share of an
 adaptive step spent collecting the training set's gaps and fitting the GMM, and the
 share of training time spent waiting for mini-batches. Results are printed and written
 as JSON with the machine they ran on. Nothing here is asserted: timings are reported.
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,15 +20,10 @@ from pathlib import Path
 
 import torch
 
-from gapkit.experiments import build_model, load_data, versions
+from _bench_common import machine, write_atomic
+from gapkit.experiments import build_model, load_data
 from gapkit.profiles import get_profile
 from gapkit.training import Trainer
-
-
-def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, **versions()}
 
 
 def bench_profile(name: str) -> dict:
@@ -69,9 +63,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {"machine": machine(), "profiles": [bench_profile(p) for p in args.profile]}
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    path = Path(args.out) / "training.json"
-    path.write_text(json.dumps(report, indent=1))
+    path = write_atomic(json.dumps(report, indent=1), Path(args.out) / "training.json")
     json.dump(report, sys.stdout, indent=1)
     print(f"\nwritten to {path}")
     return 0

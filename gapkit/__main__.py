@@ -49,7 +49,8 @@ def cmd_train(args) -> int:
     profile = _profile(args)
     data = load_data(profile, args.dataset, args.data_root, on_error=args.on_error, progress=not args.quiet)
     m = train_run(profile, data, args.method, args.seed, out_dir=args.out, init_from=args.init_from,
-                  progress=not args.quiet, dataset=args.dataset, **dict(args.option))
+                  progress=not args.quiet, dataset=args.dataset,
+                  **{**profile.peer_options.get(args.method, {}), **dict(args.option)})
     if args.json:
         json.dump(m, sys.stdout, default=str)
         sys.stdout.write("\n")

@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmark scripts: the machine a benchmark ran on, atomic result files."""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from gapkit.experiments import versions
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """CPU model, core counts, torch's thread settings, GPU, OS and library versions."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(), "cores_usable": usable,
+            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "os": platform.platform(), "load_average_1_5_15min": load, **versions()}
+
+
+def write_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` to a temporary file next to ``path``, then rename it: never a half-written result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
