@@ -58,12 +58,12 @@ def check_parameters(namespace: dict, known) -> None:
                                     f"{', '.join(sorted(known))}")
 
 
-def resolve_seeds(seeds, profile: Profile, default: str = "all", allow_empty: bool = False) -> list[int]:
-    """``None`` -> the profile's seeds (``default="all"``) or its first one (``"first"``); else a list or "0,1,2"."""
+def resolve_seeds(seeds, profile: Profile, allow_empty: bool = False) -> list[int]:
+    """``None`` -> the profile's seeds; else a list, a number or "0,1,2"."""
     if allow_empty and (seeds == [] or seeds == ()):
         return []
     if seeds is None or (isinstance(seeds, str) and seeds.strip().lower() in ("", "none")):
-        return list(profile.seeds) if default == "all" else [profile.seeds[0]]
+        return list(profile.seeds)
     if isinstance(seeds, str):
         seeds = [s for s in seeds.replace("[", "").replace("]", "").split(",") if s.strip()]
     elif isinstance(seeds, (int, float)):
@@ -141,7 +141,7 @@ def _clean(value):
     return value
 
 
-def setup(notebook: str, namespace: dict, *, seeds_default: str = "all", extra=()) -> NotebookSetup:
+def setup(notebook: str, namespace: dict, *, extra=()) -> NotebookSetup:
     """Check and resolve a notebook's parameters (the globals of its parameters cell and papermill's injected cell).
 
     ``extra`` names the notebook's own parameters beyond :data:`COMMON_PARAMETERS`.
@@ -164,6 +164,6 @@ def setup(notebook: str, namespace: dict, *, seeds_default: str = "all", extra=(
     part = _dataset_part(dataset)
     return NotebookSetup(
         notebook=notebook, profile=profile, dataset=dataset, data_root=namespace["data_root"] or None, device=device,
-        seeds=resolve_seeds(namespace["seeds"], profile, seeds_default), results_root=results_root,
+        seeds=resolve_seeds(namespace["seeds"], profile), results_root=results_root,
         figures=figures_root / profile.name / part, tables=tables_root / profile.name / part,
         extra={name: namespace[name] for name in extra})

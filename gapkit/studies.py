@@ -25,21 +25,24 @@ missing, and a run shared by two tables is trained once:
 from __future__ import annotations
 
 import json
-import time
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .data.base import AVData
 from .experiments import run_name, train_run
 from .paths import results_dir
 from .profiles import Profile
+from .training import resolve_device
 
-#: Adam's learning rate in Table 3. The paper does not state it; 1e-3 is Adam's usual default
-#: (SGD keeps the paper's 2e-3). Adam's lr is ~ the size of each weight step, SGD's is scaled by
-#: the gradient, so the two numbers are not comparable and Adam's is not derived from SGD's.
+#: Adam's learning rate in Table 3. The paper does not state it; 1e-3 is Adam's usual default (SGD keeps the
+#: profile's lr). Adam's lr is ~ the size of each weight step, SGD's is scaled by the gradient, so the two
+#: numbers are not comparable and Adam's is not derived from SGD's.
 ADAM_LR = 1e-3
 
 #: The ablations of Table 2 (Eq. 10), in the paper's row order: label -> method options.
@@ -124,8 +127,9 @@ BASELINE_AND_OURS = ("concat", "adaptive")
 def plan_table1(profile: Profile, seeds=None, methods=None, peer_seeds=None) -> list[RunSpec]:
     """Every Table 1 run: each method (default: every registered one with a Table 1 row) for each seed.
 
-    Concat and ours run for ``seeds``; the peer methods for ``peer_seeds`` (default: ``seeds``), so that
-    a tight time budget can give the peers fewer seeds (an empty list leaves them out).
+    Concat, ours and the controls run for ``seeds``; the peer methods for ``peer_seeds`` (default: ``seeds``),
+    so that a tight time budget can give the peers fewer seeds (an empty list leaves them out), with the
+    profile's ``peer_options``.
     """
     from .report.tables import TABLE1_LABELS
 
@@ -135,8 +139,9 @@ def plan_table1(profile: Profile, seeds=None, methods=None, peer_seeds=None) -> 
         own = method in BASELINE_AND_OURS or method in CONTROL_METHODS or peer_seeds is None
         for s in _seeds(profile, seeds if own else peer_seeds):
             parent = run_name("adaptive", s) if method in CONTROL_METHODS else None
-            specs.append(RunSpec("table1", TABLE1_LABELS.get(method, method), s, method, run_name(method, s),
-                                 parent=parent))
+            options = profile.peer_options.get(method, {})
+            specs.append(RunSpec("table1", TABLE1_LABELS.get(method, method), s, method,
+                                 run_name(method, s, **options), options, parent=parent))
     return specs
 
 
@@ -171,44 +176,100 @@ def plan_optimizers(profile: Profile, seeds=None, adam_lr: float = ADAM_LR) -> l
 # ---------------------------------------------------------------------------------------------- running them
 
 def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: str = "synthetic", results_root=None,
-            device: str | None = None, progress: bool = False, log=print) -> pd.DataFrame:
+            device: str | None = None, progress: bool = False, log=print, workers: int | None = None) -> pd.DataFrame:
     """Train every run of ``specs`` that is not finished yet (parents first), and return the run table.
 
-    ``log`` gets one line per run (``None``: silent); ``progress`` shows a bar per run's epochs.
+    Full runs train first, then the runs branching from their warm-ups. On the CPU, ``workers`` runs
+    (default: the profile's) train at once, each in its own process with ``threads // workers`` threads:
+    the models of the CPU profiles are so small that two single-threaded runs get about 1.5 times more
+    done than one run on two threads (``benchmarks/bench_training.py``). A run's numbers do not depend
+    on which other runs share the machine, but may differ in the last digits with its thread count.
+    ``log`` gets one line per run (``None``: silent); ``progress`` shows a bar per run's epochs (one
+    worker only).
     """
     root = run_root(profile, dataset, results_root)
-    by_name = {s.name: s for s in specs}
+    jobs = _with_parents(specs)
+    workers = profile.workers if workers is None else workers
+    if resolve_device(device or profile.device).type != "cpu":
+        workers = 1
     done: dict[str, dict] = {}
+    for wave in ([j for j in jobs if j.parent is None], [j for j in jobs if j.parent is not None]):
+        todo = [j for j in wave if not (root / j.name / "metrics.json").exists()]
+        for job in wave:
+            if job not in todo:
+                done[job.name] = _train(job, profile, data, root, dataset, device, False)
+        if log:
+            for job in todo:
+                log(f"training {job.name} ({job.study}: {job.variant})"
+                    + (f", branching from {job.parent}/warmup.pt" if job.parent else ""))
+        if workers > 1 and len(todo) > 1:
+            done.update(_train_in_pool(todo, profile, data, root, dataset, device, workers, log))
+        else:
+            for job in todo:
+                done[job.name] = _log_done(job, _train(job, profile, data, root, dataset, device, progress), log)
+    return pd.DataFrame([run_row(spec, done[spec.name], root / spec.name) for spec in specs])
 
-    def run(spec: RunSpec) -> dict:
-        if spec.name in done:
-            return done[spec.name]
-        init_from = None
-        if spec.parent is not None:
-            parent = by_name.get(spec.parent) or RunSpec(spec.study, "parent", spec.seed, spec.method, spec.parent,
-                                                        overrides={k: v for k, v in spec.overrides.items()
-                                                                   if k != "reset_optimizer"})
-            run(parent)
-            init_from = root / spec.parent / "warmup.pt"
-        prof = profile.replace(**spec.overrides) if spec.overrides else profile
-        out_dir = root / spec.name
-        finished = (out_dir / "metrics.json").exists()
-        started = time.perf_counter()
-        if log and not finished:
-            log(f"training {spec.name} ({spec.study}: {spec.variant})"
-                + (f", branching from {spec.parent}/warmup.pt" if init_from else ""))
-        metrics = train_run(prof, data, spec.method, spec.seed, out_dir=out_dir, init_from=init_from,
-                            device=device, progress=progress, dataset=dataset, **spec.options)
-        if log and not finished:
-            log(f"  done in {time.perf_counter() - started:.0f} s: test accuracy {metrics['test_acc']:.4f} "
-                f"(audio {metrics['test_acc_audio']:.4f}, visual {metrics['test_acc_visual']:.4f}) at epoch "
-                f"{metrics['best_val_epoch']} (best validation in the final stage), {metrics['last_test_acc']:.4f} "
-                f"at the last")
-        done[spec.name] = metrics
-        return metrics
 
-    rows = [run_row(spec, run(spec), root / spec.name) for spec in specs]
-    return pd.DataFrame(rows)
+def _with_parents(specs: list[RunSpec]) -> list[RunSpec]:
+    """``specs`` without repeats, plus the full run each branch starts from where ``specs`` lacks it
+    (always an adaptive run, the one two-stage method whose warm-up the studies share)."""
+    jobs = list({s.name: s for s in specs}.values())
+    names = {j.name for j in jobs}
+    for spec in list(jobs):
+        if spec.parent is not None and spec.parent not in names:
+            parent_overrides = {k: v for k, v in spec.overrides.items() if k != "reset_optimizer"}
+            jobs.append(RunSpec(spec.study, "parent", spec.seed, "adaptive", spec.parent, overrides=parent_overrides))
+            names.add(spec.parent)
+    return jobs
+
+
+def _train(job: RunSpec, profile: Profile, data: AVData, root: Path, dataset: str, device, progress: bool) -> dict:
+    """One run of a study (its finished ``metrics.json`` if there is one)."""
+    prof = profile.replace(**job.overrides) if job.overrides else profile
+    init_from = root / job.parent / "warmup.pt" if job.parent else None
+    return train_run(prof, data, job.method, job.seed, out_dir=root / job.name, init_from=init_from, device=device,
+                     progress=progress, dataset=dataset, **job.options)
+
+
+def _log_done(job: RunSpec, metrics: dict, log) -> dict:
+    if log:
+        log(f"  {job.name} done in {metrics['wall_seconds']:.0f} s: test accuracy {metrics['test_acc']:.4f} "
+            f"(audio {metrics['test_acc_audio']:.4f}, visual {metrics['test_acc_visual']:.4f}) at epoch "
+            f"{metrics['best_val_epoch']} (best validation in the final stage), {metrics['last_test_acc']:.4f} "
+            f"at the last")
+    return metrics
+
+
+_WORKER_DATA: AVData | None = None
+
+
+def _start_worker(data: AVData, threads: int) -> None:
+    global _WORKER_DATA
+    torch.set_num_threads(threads)
+    _WORKER_DATA = data
+
+
+def _train_in_worker(job: RunSpec, profile: Profile, root: Path, dataset: str, device) -> dict:
+    return _train(job, profile, _WORKER_DATA, root, dataset, device, False)
+
+
+def _train_in_pool(todo: list[RunSpec], profile: Profile, data: AVData, root: Path, dataset: str, device,
+                   workers: int, log) -> dict[str, dict]:
+    """Train ``todo`` in ``workers`` fresh processes; the first failure stops the pool and is raised with the run's name."""
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")  # no fork of a process whose thread pools are running
+    out = {}
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(data, threads)) as pool:
+        futures = {pool.submit(_train_in_worker, job, profile, root, dataset, device): job for job in todo}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                out[job.name] = _log_done(job, future.result(), log)
+            except BaseException as err:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise RuntimeError(f"run {job.name} failed: {err}") from err
+    return out
 
 
 def run_row(spec: RunSpec, metrics: dict, run_dir: Path) -> dict:
@@ -257,22 +318,56 @@ REPORTED = "test_acc"
 
 
 def aggregate(runs: pd.DataFrame, by=("variant",), columns=("test_acc", "test_acc_audio", "test_acc_visual",
-                                                            "last_test_acc")) -> pd.DataFrame:
-    """Mean, sample standard deviation (ddof 1; 0 for a single seed) and seed count per group, in first-seen order."""
-    grouped = runs.groupby(list(by), sort=False)
-    out = grouped[list(columns)].agg(["mean", "std", "count"])
-    out.columns = [f"{c}_{stat}" if stat != "count" else f"{c}_n" for c, stat in out.columns]
-    for c in columns:
-        out[f"{c}_std"] = out[f"{c}_std"].fillna(0.0)
-    out["n_seeds"] = grouped["seed"].nunique()
-    out["seeds"] = grouped["seed"].agg(lambda s: ",".join(map(str, sorted(s))))
-    return out.drop(columns=[f"{c}_n" for c in columns]).reset_index()
+                                                            "last_test_acc"), level: float = 0.95) -> pd.DataFrame:
+    """Per group, in first-seen order: for each column its mean over seeds, sample standard deviation (ddof 1) and
+    ``level`` confidence interval of the mean (``<column>_mean``, ``_std``, ``_ci_low``, ``_ci_high``; see
+    :func:`mean_interval`, the std and interval are NaN for a single seed), then ``n_seeds`` and ``seeds``.
+
+    The interval is what the tables show next to the paper's numbers: with a handful of seeds a std alone
+    does not say how far the mean itself may be off.
+    """
+    rows = []
+    for key, group in runs.groupby(list(by), sort=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for column in columns:
+            stats = mean_interval(group[column], level)
+            row.update({f"{column}_{stat}": stats[stat] for stat in ("mean", "std", "ci_low", "ci_high")})
+        row["n_seeds"] = group["seed"].nunique()
+        row["seeds"] = ",".join(map(str, sorted(group["seed"].unique())))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def paired_differences(runs: pd.DataFrame, reference: str, other: str, column: str = REPORTED) -> pd.Series:
-    """Per seed: ``column`` of variant ``reference`` minus that of variant ``other`` (seeds both have)."""
+    """Per seed: ``column`` of variant ``reference`` minus that of variant ``other``, for the seeds both have
+    (empty where either variant has no run). Pairing by seed removes what the two runs share (the data order,
+    the initialisation, a branch's warm-up), so the differences vary less than the two accuracies do."""
     pivot = runs.pivot_table(index="seed", columns="variant", values=column, aggfunc="first")
+    if reference not in pivot or other not in pivot:
+        return pd.Series(dtype=np.float64, index=pd.Index([], name="seed"))
     return (pivot[reference] - pivot[other]).dropna()
+
+
+def mean_interval(values, level: float = 0.95) -> dict:
+    """Mean, sample standard deviation (ddof 1), count ``n`` and the two-sided ``level`` Student-t confidence interval
+    of the mean (``ci_low``, ``ci_high``: mean -+ t_{(1 + level) / 2, n - 1} std / sqrt(n)) of ``values``, NaN ignored.
+
+    The one place an interval is computed (tables and claims). Over a few seeds the t quantile, not the normal one,
+    keeps the interval honest: 4.30 instead of 1.96 standard errors at three seeds. The std and the interval are NaN
+    for n < 2 (one seed says nothing about the spread), the mean too for n = 0.
+    """
+    from scipy.stats import t
+
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must lie strictly between 0 and 1, got {level!r}")
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n < 2:
+        return {"mean": float(x.mean()) if n else np.nan, "std": np.nan, "n": n, "ci_low": np.nan, "ci_high": np.nan}
+    mean, std = float(x.mean()), float(x.std(ddof=1))
+    half = float(t.ppf((1 + level) / 2, n - 1)) * std / np.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "ci_low": float(mean - half), "ci_high": float(mean + half)}
 
 
 def load_history(run_dir) -> dict:
@@ -385,3 +480,89 @@ def warmup_gmm_summary(runs: pd.DataFrame, data: AVData | None = None) -> pd.Dat
             out.update(degradation_auroc(imbalance_weights(mix, gaps), data.train.clips, data.info["degradation"]))
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- per-sample view
+
+#: the test subsets of :func:`per_sample_outcomes`: a sample whose w_imb (Eq. 9) exceeds :data:`IMBALANCED_ABOVE`
+#: is "imbalanced" (the GMM's component 1, audio >> visual), every other one "balanced" (component 0)
+SUBSETS = ("balanced", "imbalanced")
+IMBALANCED_ABOVE = 0.5
+
+
+def per_sample_outcomes(runs: pd.DataFrame, profile: Profile, data: AVData, device: str | None = None) -> pd.DataFrame:
+    """Every test sample's fused prediction before and after each run of ``runs``, and the subset it belongs to.
+
+    The partition of seed s is fixed by the adaptive run ``adaptive-seed<s>`` (in the folder of ``runs``' run
+    folders): its warm-up model (``warmup.pt``) gives each test sample's gap g_i (Eq. 6) and its post-warm-up GMM
+    (Eq. 8, :func:`warmup_mixture`) the posterior w_imb = w_{i,1} (Eq. 9); the sample is "imbalanced" where
+    w_imb > :data:`IMBALANCED_ABOVE`, else "balanced". "Before" is that warm-up model's fused prediction; "after",
+    that of each run of ``runs`` (a Table 1 run table: ``variant``, ``seed``, ``method``, ``run_dir``), with the
+    model selected by validation (``best.pt``) and the method's own modules and prediction rule. Both models are
+    evaluated by :meth:`gapkit.training.Trainer.evaluate` with the run's own config (``metrics.json``), on a model
+    built as :func:`gapkit.experiments.build_model` builds it for ``profile``.
+
+    One row per run and test sample, in split order: ``variant``, ``method``, ``seed``, ``sample`` (index in the
+    test split), ``label``, ``gap``, ``w_imb``, ``subset``, ``pred_before``, ``pred_after``.
+    """
+    import torch
+
+    from .experiments import build_model
+    from .training import TrainConfig, Trainer
+
+    def test_outputs(run_dir: Path, state_file: str):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        if metrics["data"].get("cache_key") != data.info.get("cache_key"):
+            raise ValueError(f"{run_dir / 'metrics.json'}: trained on data {metrics['data'].get('cache_key')!r}, "
+                             f"not on this dataset ({data.info.get('cache_key')!r})")
+        config = TrainConfig(**metrics["config"])
+        trainer = Trainer(build_model(profile, data.num_classes, config.seed), data, config,
+                          device=device or profile.device)
+        state = torch.load(run_dir / state_file, map_location=trainer.device, weights_only=False)
+        trainer.model.load_state_dict(state["model"] if state_file == "warmup.pt" else state)
+        return trainer.evaluate("test")
+
+    partitions: dict[int, dict] = {}
+    frames = []
+    for row in runs.itertuples(index=False):
+        seed = int(row.seed)
+        if seed not in partitions:
+            adaptive = Path(row.run_dir).parent / run_name("adaptive", seed)
+            if not (adaptive / "warmup.pt").exists():
+                raise FileNotFoundError(f"{adaptive / 'warmup.pt'} is missing: seed {seed}'s test partition needs "
+                                        f"the warm-up of its adaptive run")
+            before = test_outputs(adaptive, "warmup.pt")
+            gaps = before.gaps().numpy()
+            w_imb = imbalance_weights(warmup_mixture(adaptive)[0], gaps)
+            partitions[seed] = {"sample": np.arange(len(gaps)), "label": before.labels.numpy(), "gap": gaps,
+                                "w_imb": w_imb, "subset": np.where(w_imb > IMBALANCED_ABOVE, "imbalanced", "balanced"),
+                                "pred_before": before.logits.argmax(1).numpy()}
+        after = test_outputs(Path(row.run_dir), "best.pt")
+        frames.append(pd.DataFrame({"variant": row.variant, "method": row.method, "seed": seed, **partitions[seed],
+                                    "pred_after": after.logits.argmax(1).numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_sample_gain(outcomes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fused test accuracy (fraction) per run and subset of :func:`per_sample_outcomes`, and its summary over seeds.
+
+    The first table has one row per run (``variant``, ``method``, ``seed``) and subset: ``n_samples``,
+    ``accuracy_before`` (the warm-up model), ``accuracy_after`` (the run's selected model) and
+    ``change`` = after - before; a subset a seed leaves empty has ``n_samples`` 0 and NaN accuracies. The summary is
+    :func:`aggregate` of it per method and subset (mean and sd over seeds; the means skip empty subsets), plus
+    ``n_seeds_with_samples``, the seeds whose subset is not empty.
+    """
+    correct = outcomes.assign(before=outcomes["pred_before"] == outcomes["label"],
+                              after=outcomes["pred_after"] == outcomes["label"])
+    rows = []
+    for (variant, method, seed), run in correct.groupby(["variant", "method", "seed"], sort=False):
+        for subset in SUBSETS:
+            part = run[run["subset"] == subset]
+            before, after = part["before"].mean(), part["after"].mean()  # NaN for an empty subset
+            rows.append({"variant": variant, "method": method, "seed": seed, "subset": subset, "n_samples": len(part),
+                         "accuracy_before": before, "accuracy_after": after, "change": after - before})
+    table = pd.DataFrame(rows)
+    by = ["variant", "method", "subset"]
+    summary = aggregate(table, by=by, columns=("n_samples", "accuracy_before", "accuracy_after", "change"))
+    summary["n_seeds_with_samples"] = table.groupby(by, sort=False)["change"].count().to_numpy()
+    return table, summary

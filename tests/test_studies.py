@@ -96,6 +96,16 @@ def test_studies_share_runs_and_branch_from_warmup(tables_runs):
     assert set(t3["optimizer"]) == {"sgd", "adam"}
 
 
+def test_parallel_runs_equal_sequential_ones(tables_runs, profile, data, tmp_path):
+    root, kw, t1, *_ = tables_runs  # trained by two worker processes of one thread each (profile.workers = 2)
+    lines = []
+    alone = studies.table1_runs(profile, data, methods=studies.BASELINE_AND_OURS,
+                                **{**kw, "results_root": tmp_path, "workers": 1, "log": lines.append})
+    columns = ["name", "test_acc", "test_acc_audio", "test_acc_visual", "best_val_epoch", "last_test_acc"]
+    pd.testing.assert_frame_equal(alone[columns], t1[columns])
+    assert sum(line.startswith("training ") for line in lines) == 4
+
+
 def test_finished_runs_are_reused(tables_runs, profile, data):
     root, kw, t1, *_ = tables_runs
     lines = []
@@ -111,8 +121,58 @@ def test_aggregate_and_paired_differences():
     assert agg.loc["A", "test_acc_mean"] == pytest.approx(0.6)
     assert agg.loc["A", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert agg.loc["B", "n_seeds"] == 2 and agg.loc["B", "seeds"] == "0,1"
+    half = 12.706204736174698 * np.std([0.5, 0.7], ddof=1) / np.sqrt(2)  # t_{0.975, 1}
+    assert (agg.loc["A", "test_acc_ci_low"], agg.loc["A", "test_acc_ci_high"]) == pytest.approx((0.6 - half, 0.6 + half))
     diff = studies.paired_differences(runs, "A", "B", column="test_acc")
     assert diff.to_dict() == pytest.approx({0: 0.1, 1: -0.1})
+    assert studies.paired_differences(runs, "A", "C").empty  # C has no run
+
+
+def test_mean_interval_by_hand():
+    stats = studies.mean_interval([0.5, 0.7, 0.6])
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t_{0.975, 2} std / sqrt(n) = 0.248414...
+    assert half == pytest.approx(0.2484137711750329)
+    assert stats["mean"] == pytest.approx(0.6) and stats["std"] == pytest.approx(0.1) and stats["n"] == 3
+    assert (stats["ci_low"], stats["ci_high"]) == pytest.approx((0.6 - half, 0.6 + half))
+    single = studies.mean_interval([0.4, np.nan])  # NaN ignored: one value, no spread, no interval
+    assert single["mean"] == 0.4 and single["n"] == 1 and np.isnan([single["std"], single["ci_low"]]).all()
+    with pytest.raises(ValueError, match="got 95"):
+        studies.mean_interval([0.5, 0.7], level=95)
+
+
+def _paired_runs(differences: list[float]) -> pd.DataFrame:
+    """Variant "B" at 0.5 and "A" at 0.5 + difference, one seed per difference."""
+    seeds = list(range(len(differences)))
+    return pd.DataFrame({"variant": ["A"] * len(seeds) + ["B"] * len(seeds), "seed": seeds * 2,
+                         "test_acc": [0.5 + d for d in differences] + [0.5] * len(seeds)})
+
+
+@pytest.mark.parametrize("differences, status", [
+    ([0.02, 0.03, 0.04], "holds"),  # mean 3 points, interval 3 -+ 2.48: excludes 0 in the paper's direction
+    ([-0.02, -0.03, -0.04], "contradicted"),  # excludes 0 the other way
+    ([0.05, -0.01, 0.02], "not resolved at 3 seeds"),  # straddles 0
+    ([0.05], "not resolved at 1 seed"),  # no interval
+])
+def test_comparison_status(differences, status):
+    row = claims.comparison("A beats B", "Sec. 0", "-", _paired_runs(differences), "A", "B")
+    assert row["status"] == status
+    assert "seed 0: " in row["measured"] and ("95% CI" in row["measured"]) == (len(differences) > 1)
+
+
+def test_comparison_interval_in_points():
+    row = claims.comparison("A beats B", "Sec. 0", "-", _paired_runs([0.02, 0.03, 0.04]), "A", "B")
+    assert "A - B = +3.00 [95% CI +0.52, +5.48] points" in row["measured"]  # 3 -+ 4.3027 * 1 / sqrt(3)
+    assert claims.comparison("A beats C", "Sec. 0", "-", _paired_runs([0.02]), "A", "C")["status"] == "not measured"
+
+
+def test_threshold_claims_decide_on_the_interval():
+    below = studies.mean_interval([0.01, 0.02, 0.015])
+    assert claims.decide(below, -1, claims.BALANCED_TOLERANCE) == "holds"
+    assert claims.decide(below, +1, claims.BALANCED_TOLERANCE) == "contradicted"
+    assert claims.decide(studies.mean_interval([0.55, 0.7, 0.62]), +1, claims.AUROC_THRESHOLD) == "not resolved at 3 seeds"
+    assert claims.all_of(["holds", "not resolved at 2 seeds"], 2) == "not resolved at 2 seeds"
+    assert claims.all_of(["holds", "contradicted"], 2) == "contradicted"
+    assert claims.all_of(["holds", "holds"], 2) == "holds"
 
 
 def test_selection_never_picks_a_warmup_epoch():
@@ -139,24 +199,44 @@ def test_degradation_auroc():
     assert (out["n_none"], out["n_audio"], out["n_visual"]) == (3, 1, 2)
 
 
-def test_tables_and_claims(tables_runs, data):
+def test_tables_and_claims(tables_runs, profile, data):
     root, kw, t1, t2, t3 = tables_runs
+    t1 = studies.table1_runs(profile, data, methods=[*studies.BASELINE_AND_OURS, *studies.CONTROL_METHODS], **kw)
     t1_table = tables.table1(t1, "synthetic")
     assert t1_table.display["Method"].tolist() == [label for label, *_ in tables.TABLE1_ROWS]
+    assert t1_table.display["Method"].tolist()[-3:] == ["Ours", "Warm-up loss throughout (control)",
+                                                        "Warm-up loss + optimizer reset (control)"]
     by = t1_table.data.set_index("method")
     assert by.loc["PMR", "crema_d_reported"] == 68.55 and np.isnan(by.loc["PMR", "reproduced_mean"])
     assert by.loc["Ours", "n_seeds"] == 2 and 0 <= by.loc["Ours", "reproduced_mean"] <= 100
+    ours_acc = 100 * t1.loc[t1["variant"] == "Ours", "test_acc"]
+    assert (by.loc["Ours", "reproduced_ci_low"], by.loc["Ours", "reproduced_ci_high"]) == pytest.approx(
+        (ours_acc.mean() - 12.706204736174698 * ours_acc.std() / np.sqrt(2),
+         ours_acc.mean() + 12.706204736174698 * ours_acc.std() / np.sqrt(2)))
+    cell = t1_table.display.set_index("Method").loc["Ours", "Synthetic reproduced (%)"]
+    assert cell == (f"{by.loc['Ours', 'reproduced_mean']:.2f} ± {by.loc['Ours', 'reproduced_std']:.2f} "
+                    f"[{by.loc['Ours', 'reproduced_ci_low']:.2f}, {by.loc['Ours', 'reproduced_ci_high']:.2f}]")
     assert t1_table.display.set_index("Method").loc["PMR", "Synthetic reproduced (%)"] == ""
-    assert "2 seeds (0, 1)" in t1_table.caption
+    assert "2 seeds (0, 1)" in t1_table.caption and "95% Student-t" in t1_table.caption
+    t2_table = tables.table2(t2, "synthetic")
+    assert t2_table.display["Variant"].tolist() == [*studies.ABLATIONS, *studies.WEIGHT_CONTROLS]
+    assert t2_table.display.set_index("Variant").loc["w_imb shuffled in the batch (control)", "AVE reported (%)"] == "-"
+    assert "1 seed (0)" in t2_table.caption  # a single seed: the mean alone
+    assert t2_table.display["Synthetic reproduced (%)"].str.fullmatch(r"\d+\.\d\d").all()
     ours = t1[t1["variant"] == "Ours"]
     summary = studies.warmup_gmm_summary(ours, data)
     assert list(summary["seed"]) == [0, 1] and {"bic_1", "bic_2", "auroc_visual"} <= set(summary)
     table = claims.claims_table(fits=studies.gmm_frame(ours), bic=summary, history=studies.history_frame(ours),
-                                table1=t1, table2=t2, table3=t3, auroc=summary[["auroc_visual"]].mean().to_dict())
-    assert len(table.data) == 14 and set(table.data["status"]) <= {"holds", "does not hold"}
+                                table1=t1, table2=t2, table3=t3, auroc=summary[["seed", "auroc_visual", "auroc_audio",
+                                                                                "auroc_any"]])
+    statuses = {"holds", "contradicted", "not resolved at 1 seed", "not resolved at 2 seeds"}
+    assert len(table.data) == 18 and set(table.data["status"]) <= statuses
+    by_claim = table.data.set_index("claim")
+    assert by_claim.loc["Ablation 'w/o GMM weights' lowers accuracy", "status"] == "not resolved at 1 seed"
     assert "seed 0" in table.data.loc[6, "measured"] and "seed 1" in table.data.loc[6, "measured"]
+    assert (table.data["source"] == claims.CONTROLS_SOURCE).sum() == 4
     paths = tables.save_table(table, root / "tables")
-    assert paths["tex"].read_text().count(r"\\") == 15
+    assert paths["tex"].read_text().count(r"\\") == 19
 
 
 def test_latex_and_markdown_escaping():
@@ -174,7 +254,7 @@ def test_parameter_checks():
     check_parameters({"In": ["", "# Parameters\nprofile = \"smoke\"\n", "seedz = 1"]}, {"profile"})  # own cells: fine
     check_parameters({}, {"profile"})  # outside IPython: nothing to check
     p = Profile("x", seeds=(3, 4))
-    assert resolve_seeds(None, p) == [3, 4] and resolve_seeds(None, p, "first") == [3]
+    assert resolve_seeds(None, p) == [3, 4]
     assert resolve_seeds("0,2", p) == [0, 2] and resolve_seeds([1], p) == [1] and resolve_seeds(5, p) == [5]
     assert resolve_seeds([], p, allow_empty=True) == []
 

@@ -274,3 +274,43 @@ def w_imb_by_degradation(w_imb: np.ndarray, kinds, *, auroc: dict | None = None,
         ax.set_title(title)
         fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- per-sample view
+
+SUBSET_PALETTE = {"balanced": "#2ca02c", "imbalanced": "#d62728"}
+
+
+def per_sample_change(table: pd.DataFrame, *, dataset: str = "synthetic") -> matplotlib.figure.Figure:
+    """Change of fused test accuracy (points) from the warm-up model to each method's selected model, on the test
+    samples the post-warm-up GMM calls balanced (w_imb <= 0.5, Eq. 9) and imbalanced (w_imb > 0.5): bars = mean over
+    each method's seeds, dots = seeds. ``table`` is the first table of :func:`gapkit.studies.per_sample_gain`.
+    """
+    from ..studies import IMBALANCED_ABOVE
+
+    frame = table.assign(change=table["change"] * 100)
+    n = frame["seed"].nunique()
+    per_method = frame.groupby("variant")["seed"].nunique()
+    seeds = (f"bars: mean over {n} seeds" if per_method.min() == n > 1 else "1 seed" if n == 1
+             else f"bars: mean over each method's seeds ({per_method.min()} to {n})")
+    sizes = frame.drop_duplicates(["seed", "subset"]).groupby("subset")["n_samples"].mean()
+    order = [s for s in SUBSET_PALETTE if s in sizes.index]
+    labels = {s: f"{s} (n = {sizes[s]:.0f})" if n == 1 else f"{s} (n = {sizes[s]:.1f} per seed on average)"
+              for s in order}
+    frame["subset"] = frame["subset"].map(labels)
+    palette = {labels[s]: SUBSET_PALETTE[s] for s in order}
+    with style():
+        fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * frame["variant"].nunique() + 3), 4.6))
+        sns.barplot(data=frame, x="variant", y="change", hue="subset", hue_order=list(palette), palette=palette,
+                    errorbar=None, alpha=0.8, ax=ax)
+        sns.stripplot(data=frame, x="variant", y="change", hue="subset", hue_order=list(palette), palette=palette,
+                      dodge=True, size=4, edgecolor="black", linewidth=0.6, legend=False, ax=ax)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel("method (selected model: best validation epoch of its final stage)")
+        ax.set_ylabel("fused test accuracy: after - warm-up (points)")
+        ax.set_title(f"Where does the gain come from? Test samples split by the post-warm-up GMM\n"
+                     f"({dataset_label(dataset)}; imbalanced: $w_{{imb}}$ > {IMBALANCED_ABOVE}, Eq. 9; "
+                     f"{seeds}, dots: seeds)", fontsize=10)
+        ax.legend(title="test samples", loc="best", fontsize=8)
+        fig.tight_layout()
+    return fig

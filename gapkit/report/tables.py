@@ -4,7 +4,8 @@ Each table is written three ways to ``tables/<profile>/``: ``<name>.csv`` (numbe
 machines; accuracies in percent), ``<name>.md`` and ``<name>.tex`` (formatted, with the
 caption, for people and papers). Reproduced accuracies are the test accuracy at the epoch of
 best validation accuracy within the method's final stage (:func:`gapkit.training.selected_epoch`),
-mean +- sample standard deviation over the seeds named in the caption; the CSV adds the last
+mean +- sample standard deviation [95% Student-t confidence interval of the mean] over the seeds named
+in the caption (:func:`gapkit.studies.mean_interval`); the CSV adds the interval's ends and the last
 epoch's accuracy.
 No training happens here: every function reads a run table from :mod:`gapkit.studies`.
 """
@@ -16,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..studies import ABLATIONS, OPTIMIZER_SETTINGS, aggregate
+from ..studies import ABLATIONS, OPTIMIZER_SETTINGS, WEIGHT_CONTROLS, aggregate
 
 #: Table 1 of the paper (v1): row label, gapkit method name, CREMA-D and AVE accuracy (%), None where not reported.
 #: A peer method gets its reproduced value as soon as a method of that name is registered in gapkit.methods.
+#: The last two rows are controls, not in the paper (:data:`gapkit.studies.CONTROL_METHODS`).
 TABLE1_ROWS = [
     ("Concat", "concat", 67.47, 64.56),
     ("G-Blending", "g-blending", 69.89, None),
@@ -31,10 +33,13 @@ TABLE1_ROWS = [
     ("D&R", "d-and-r", 75.13, None),
     ("OPM&OGM", "opm-ogm", 75.10, None),
     ("Ours", "adaptive", 80.65, 70.90),
+    ("Warm-up loss throughout (control)", "warmup-only", None, None),
+    ("Warm-up loss + optimizer reset (control)", "warmup-reset", None, None),
 ]
 TABLE1_LABELS = {method: label for label, method, *_ in TABLE1_ROWS}
 
-#: Table 2 of the paper (v1), keyed by the labels of :data:`gapkit.studies.ABLATIONS`.
+#: Table 2 of the paper (v1), keyed by the labels of :data:`gapkit.studies.ABLATIONS`; the table adds the rows of
+#: :data:`gapkit.studies.WEIGHT_CONTROLS` (not in the paper) after them.
 TABLE2_REPORTED = {
     "Full model": (80.65, 70.90),
     "w/o L_MM (alpha = 0)": (76.88, 63.93),
@@ -93,6 +98,15 @@ def pm(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def pm_interval(mean, std, low, high, digits: int = 2) -> str:
+    """``mean ± std [low, high]``; the mean alone where a single seed leaves no spread; empty for a missing mean."""
+    if np.isnan(mean):
+        return ""
+    if np.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{pm(mean, std, digits)} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def _reported(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -102,9 +116,17 @@ def _seed_note(runs: pd.DataFrame) -> str:
     return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
 
 
+def _statistics(runs: pd.DataFrame) -> str:
+    """How an accuracy table summarises its seeds, for its caption: the statistics and the seeds they cover."""
+    return (f"mean ± sample std [95% Student-t confidence interval of the mean, mean ± t(0.975, n - 1) "
+            f"std / sqrt(n)] over {_seed_note(runs)} (n: a row's seed count, where rows differ; a single seed gives neither std "
+            f"nor interval)")
+
+
 def reported_vs_reproduced(name: str, caption: str, rows: list[tuple], runs: pd.DataFrame, dataset: str,
                            row_title: str) -> Table:
-    """Rows ``(label, crema_d, ave)``: the paper's numbers and our mean ± std over seeds of ``runs``' variant ``label``."""
+    """Rows ``(label, crema_d, ave)``: the paper's numbers and our mean ± std [95% interval of the mean] over the
+    seeds of ``runs``' variant ``label`` (each cell says its seed count n where rows have different counts)."""
     agg = aggregate(runs).set_index("variant") if len(runs) else pd.DataFrame()
     label = dataset_label(dataset)
     uneven = len(agg) > 0 and agg["n_seeds"].nunique() > 1  # then each cell says its seed count
@@ -114,6 +136,7 @@ def reported_vs_reproduced(name: str, caption: str, rows: list[tuple], runs: pd.
         get = (lambda c: 100 * float(r[c])) if r is not None else (lambda c: np.nan)
         data.append({row_title.lower(): row_label, "crema_d_reported": crema, "ave_reported": ave,
                      "reproduced_mean": get("test_acc_mean"), "reproduced_std": get("test_acc_std"),
+                     "reproduced_ci_low": get("test_acc_ci_low"), "reproduced_ci_high": get("test_acc_ci_high"),
                      "reproduced_audio_mean": get("test_acc_audio_mean"),
                      "reproduced_visual_mean": get("test_acc_visual_mean"),
                      "last_epoch_mean": get("last_test_acc_mean"),
@@ -121,7 +144,8 @@ def reported_vs_reproduced(name: str, caption: str, rows: list[tuple], runs: pd.
                      "seeds": r["seeds"] if r is not None else ""})
         display.append({row_title: row_label, "CREMA-D reported (%)": _reported(crema),
                         "AVE reported (%)": _reported(ave),
-                        f"{label} reproduced (%)": pm(data[-1]["reproduced_mean"], data[-1]["reproduced_std"])
+                        f"{label} reproduced (%)": pm_interval(*(data[-1][f"reproduced_{stat}"]
+                                                                 for stat in ("mean", "std", "ci_low", "ci_high")))
                         + (f" (n = {data[-1]['n_seeds']})" if uneven and r is not None else "")})
     return Table(name, caption, pd.DataFrame(data), pd.DataFrame(display))
 
@@ -130,28 +154,35 @@ def table1(runs: pd.DataFrame, dataset: str) -> Table:
     """Table 1: every method of the paper's Table 1; peers not implemented in gapkit have no reproduced value."""
     rows = [(label, crema, ave) for label, _, crema, ave in TABLE1_ROWS]
     caption = (f"Table 1. Test accuracy (%) of the fusion methods. Reported: the paper (v1) on CREMA-D and AVE. "
-               f"Reproduced: this project on the {dataset_label(dataset)} dataset, {SELECTION}, mean ± std over "
-               f"{_seed_note(runs)} (n: seeds of a row, where rows differ); empty where the method is not "
-               f"implemented here.")
+               f"Reproduced: this project on the {dataset_label(dataset)} dataset, {SELECTION}, "
+               f"{_statistics(runs)}; empty where the method is not implemented here. The two control rows (not "
+               f"in the paper) train on the warm-up loss (Eq. 7) for the whole budget, keeping the optimizer state "
+               f"or resetting it where adaptive training would start; both branch from the adaptive run's warm-up "
+               f"of the same seed.")
     return reported_vs_reproduced("table1", caption, rows, runs, dataset, "Method")
 
 
 def table2(runs: pd.DataFrame, dataset: str) -> Table:
-    """Table 2: the ablations of Eq. 10, each branching from the full model's warm-up."""
+    """Table 2: the ablations of Eq. 10 and the weight controls, each branching from the full model's warm-up."""
     rows = [(label, *TABLE2_REPORTED[label]) for label in ABLATIONS]
+    rows += [(label, None, None) for label in WEIGHT_CONTROLS]
     caption = (f"Table 2. Ablation of the adaptive loss (Eq. 10): test accuracy (%). Each ablation starts from "
-               f"the full model's warm-up checkpoint of the same seed. Reproduced on {dataset_label(dataset)}: "
-               f"{SELECTION}, mean ± std over {_seed_note(runs)}.")
+               f"the full model's warm-up checkpoint of the same seed. The two control rows (not in the paper) "
+               f"keep Eq. 10 but replace w_imb by a weight with the same batch mean that does not come from the "
+               f"GMM (|g| rescaled), or by the GMM's weights permuted within each batch. Reproduced on "
+               f"{dataset_label(dataset)}: {SELECTION}, {_statistics(runs)}.")
     return reported_vs_reproduced("table2", caption, rows, runs, dataset, "Variant")
 
 
 def table3(runs: pd.DataFrame, dataset: str, adam_lr: float | None = None) -> Table:
     """Table 3: SGD / Adam, optimizer state reset or kept when adaptive training starts."""
     rows = [(label, *TABLE3_REPORTED[label]) for label in OPTIMIZER_SETTINGS]
-    lr = f" Adam's learning rate: {adam_lr:g} (not stated in the paper); SGD's: the paper's 2e-3." if adam_lr else ""
+    sgd_lr = sorted(set(runs.loc[runs["optimizer"] == "sgd", "lr"])) if len(runs) else []
+    sgd = f"SGD's: {', '.join(f'{v:g}' for v in sgd_lr)} (the paper's: 2e-3)" if sgd_lr else "SGD's: the paper's 2e-3"
+    lr = f" Adam's learning rate: {adam_lr:g} (not stated in the paper); {sgd}." if adam_lr else ""
     caption = (f"Table 3. Optimizer and its state at the start of adaptive training: test accuracy (%). "
                f"Same state branches from the reset run's warm-up checkpoint.{lr} Reproduced on "
-               f"{dataset_label(dataset)}: {SELECTION}, mean ± std over {_seed_note(runs)}.")
+               f"{dataset_label(dataset)}: {SELECTION}, {_statistics(runs)}.")
     return reported_vs_reproduced("table3", caption, rows, runs, dataset, "Optimizer setting")
 
 
