@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +179,7 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
             device: str | None = None, progress: bool = False, log=print, workers: int | None = None) -> pd.DataFrame:
     """Train every run of ``specs`` that is not finished yet (parents first), and return the run table.
 
-    Full runs train first, then the runs branching from their warm-ups. On the CPU, ``workers`` runs
+    Full runs are queued first, then the runs branching from their warm-ups. On the CPU, ``workers`` runs
     (default: the profile's) train at once, each in its own process with ``threads // workers`` threads:
     the models of the CPU profiles are so small that two single-threaded runs get about 1.5 times more
     done than one run on two threads (``benchmarks/bench_training.py``). A run's numbers do not depend
@@ -192,21 +192,21 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     workers = profile.workers if workers is None else workers
     if resolve_device(device or profile.device).type != "cpu":
         workers = 1
+    todo = [j for j in jobs if not (root / j.name / "metrics.json").exists()]
+    todo.sort(key=lambda j: j.parent is not None)  # full runs first, then the branches of their warm-ups
+    if log:
+        for job in todo:
+            log(f"training {job.name} ({job.study}: {job.variant})"
+                + (f", branching from {job.parent}/warmup.pt" if job.parent else ""))
     done: dict[str, dict] = {}
-    for wave in ([j for j in jobs if j.parent is None], [j for j in jobs if j.parent is not None]):
-        todo = [j for j in wave if not (root / j.name / "metrics.json").exists()]
-        for job in wave:
-            if job not in todo:
-                done[job.name] = _train(job, profile, data, root, dataset, device, False)
-        if log:
-            for job in todo:
-                log(f"training {job.name} ({job.study}: {job.variant})"
-                    + (f", branching from {job.parent}/warmup.pt" if job.parent else ""))
-        if workers > 1 and len(todo) > 1:
-            done.update(_train_in_pool(todo, profile, data, root, dataset, device, workers, log))
-        else:
-            for job in todo:
-                done[job.name] = _log_done(job, _train(job, profile, data, root, dataset, device, progress), log)
+    if workers > 1 and len(todo) > 1:
+        done.update(_train_in_pool(todo, profile, data, root, dataset, device, workers, log))
+    else:
+        for job in todo:
+            done[job.name] = _log_done(job, _train(job, profile, data, root, dataset, device, progress), log)
+    for job in jobs:
+        if job.name not in done:  # finished before this call: read back
+            done[job.name] = _train(job, profile, data, root, dataset, device, False)
     return pd.DataFrame([run_row(spec, done[spec.name], root / spec.name) for spec in specs])
 
 
@@ -255,20 +255,34 @@ def _train_in_worker(job: RunSpec, profile: Profile, root: Path, dataset: str, d
 
 def _train_in_pool(todo: list[RunSpec], profile: Profile, data: AVData, root: Path, dataset: str, device,
                    workers: int, log) -> dict[str, dict]:
-    """Train ``todo`` in ``workers`` fresh processes; the first failure stops the pool and is raised with the run's name."""
+    """Train ``todo`` in ``workers`` fresh processes, each run as soon as its parent's warm-up exists (so that no
+    process waits for a whole wave to end); the first failure stops the pool and is raised with the run's name."""
     threads = max(1, torch.get_num_threads() // workers)
     context = multiprocessing.get_context("spawn")  # no fork of a process whose thread pools are running
-    out = {}
+    waiting = {job.parent for job in todo if job.parent is not None} & {job.name for job in todo}
+    out: dict[str, dict] = {}
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(data, threads)) as pool:
-        futures = {pool.submit(_train_in_worker, job, profile, root, dataset, device): job for job in todo}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                out[job.name] = _log_done(job, future.result(), log)
-            except BaseException as err:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise RuntimeError(f"run {job.name} failed: {err}") from err
+        running = {}
+        pending = list(todo)
+
+        def submit_ready():
+            for job in [j for j in pending if j.parent not in waiting]:
+                pending.remove(job)
+                running[pool.submit(_train_in_worker, job, profile, root, dataset, device)] = job
+
+        submit_ready()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    out[job.name] = _log_done(job, future.result(), log)
+                except BaseException as err:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise RuntimeError(f"run {job.name} failed: {err}") from err
+                waiting.discard(job.name)
+            submit_ready()
     return out
 
 

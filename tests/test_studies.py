@@ -230,13 +230,13 @@ def test_tables_and_claims(tables_runs, profile, data):
                                 table1=t1, table2=t2, table3=t3, auroc=summary[["seed", "auroc_visual", "auroc_audio",
                                                                                 "auroc_any"]])
     statuses = {"holds", "contradicted", "not resolved at 1 seed", "not resolved at 2 seeds"}
-    assert len(table.data) == 18 and set(table.data["status"]) <= statuses
+    assert len(table.data) == 20 and set(table.data["status"]) <= statuses
     by_claim = table.data.set_index("claim")
     assert by_claim.loc["Ablation 'w/o GMM weights' lowers accuracy", "status"] == "not resolved at 1 seed"
     assert "seed 0" in table.data.loc[6, "measured"] and "seed 1" in table.data.loc[6, "measured"]
-    assert (table.data["source"] == claims.CONTROLS_SOURCE).sum() == 4
+    assert (table.data["source"] == claims.CONTROLS_SOURCE).sum() == 6
     paths = tables.save_table(table, root / "tables")
-    assert paths["tex"].read_text().count(r"\\") == 19
+    assert paths["tex"].read_text().count(r"\\") == 21
 
 
 def test_latex_and_markdown_escaping():
