@@ -12,7 +12,7 @@ as JSON with the machine they ran on. Nothing here is asserted: timings are repo
 
 Section "parallel" (``--skip-parallel`` leaves it out): the claim of :func:`gapkit.studies.execute`
 that on the CPU ``workers`` runs at once, each in its own process with ``threads // workers`` threads,
-get more done than one run with all the threads (about 1.5 times for two single-threaded runs). The
+get more done than one run with all the threads. The
 profile's model (``AVClassifier(num_classes, width=profile.width)``) trains on one fixed mini-batch
 of ``profile.batch_size`` training clips as the trainer feeds them (the first batch of the loaded
 training split, shapes checked against the preprocessing's), cross-entropy on the fused logits,
@@ -159,7 +159,7 @@ def bench_parallel(profile: Profile, data, threads: int | None = None, workers: 
     many = run_processes(profile, data.num_classes, batch, workers, max(1, threads // workers), warmup_steps, seconds)
     return {
         "claim": "gapkit.studies.execute: on the CPU, `workers` runs at once with threads // workers threads each "
-                 "get more done than one run with all threads (about 1.5x for two single-threaded runs)",
+                 "get more done than one run with all threads",
         "timed": "forward, cross-entropy on the fused logits, backward and SGD step of the profile's model on one "
                  "fixed training mini-batch; after warm-up steps, all processes of a measurement timed over the "
                  "same window",

@@ -180,9 +180,11 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     """Train every run of ``specs`` that is not finished yet (parents first), and return the run table.
 
     Full runs are queued first, then the runs branching from their warm-ups. On the CPU, ``workers`` runs
-    (default: the profile's) train at once, each in its own process with ``threads // workers`` threads:
-    the models of the CPU profiles are so small that two single-threaded runs get about 1.5 times more
-    done than one run on two threads (``benchmarks/bench_training.py``). A run's numbers do not depend
+    (default: the profile's) train at once, each in its own process with ``threads // workers`` threads.
+    On the default profile's small models a second thread barely speeds up the evaluation, gap
+    collection and bookkeeping of a run, so two single-threaded runs finish about 1.2-1.3 times sooner
+    than the same two runs one after the other on two threads (measured on 2 cores: a full adaptive run
+    alone 24.7 s, two side by side 34-39 s; README, Speed). A run's numbers do not depend
     on which other runs share the machine, but may differ in the last digits with its thread count.
     ``log`` gets one line per run (``None``: silent); ``progress`` shows a bar per run's epochs (one
     worker only).
