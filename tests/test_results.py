@@ -95,7 +95,7 @@ def test_claims_table(run):
     assert set(frame["status"]) == {"not resolved at 1 seed"}
     assert frame["measured"].str.len().gt(10).all()
     assert (frame["source"].str.contains("Sec.") | (frame["source"] == CONTROLS_SOURCE)).all()
-    assert (frame["source"] == CONTROLS_SOURCE).sum() == 4
+    assert (frame["source"] == CONTROLS_SOURCE).sum() == 6
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOK_RESULTS)
