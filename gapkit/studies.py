@@ -471,8 +471,6 @@ def warmup_mixture(run_dir):
 
 def imbalance_weights(mixture, gaps: np.ndarray) -> np.ndarray:
     """w_imb = w_{i,1} of Eq. 9 for every gap (numpy in, numpy out)."""
-    import torch
-
     return mixture.posteriors(torch.as_tensor(np.asarray(gaps, dtype=np.float64)))[1].numpy()
 
 
@@ -521,8 +519,6 @@ def per_sample_outcomes(runs: pd.DataFrame, profile: Profile, data: AVData, devi
     One row per run and test sample, in split order: ``variant``, ``method``, ``seed``, ``sample`` (index in the
     test split), ``label``, ``gap``, ``w_imb``, ``subset``, ``pred_before``, ``pred_after``.
     """
-    import torch
-
     from .experiments import build_model
     from .training import TrainConfig, Trainer
 

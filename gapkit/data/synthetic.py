@@ -39,9 +39,9 @@ Why audio dominates
     classes are closer together relative to their spread (``_VISUAL`` vs
     ``_VISUAL_SPREAD``), the face carries more nuisance (pose, lighting, speech,
     blinks) and there is ~10 times less visual data (2-3 small frames against a
-    few seconds of sound). With the defaults a classifier on each modality alone
-    is about 10 points worse on the faces than on the voice, and fusing both stays
-    well under 95%. ``audio_jitter`` / ``visual_jitter`` scale the class overlap
+    few seconds of sound). On the default profile (8 epochs), after the warm-up the
+    unimodal heads reach about 57% on the voice and 37% on the faces (validation,
+    mean of 3 seeds), and fusing both stays well under 95% (about 70-73% test). ``audio_jitter`` / ``visual_jitter`` scale the class overlap
     and are the first knobs to recalibrate.
 
 Degradation
