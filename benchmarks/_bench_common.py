@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
 from gapkit.experiments import versions
+from gapkit.training import atomic_write_text
 
 
 def cpu_model() -> str:
@@ -40,15 +40,6 @@ def machine() -> dict:
 
 
 def write_atomic(text: str, path: str | Path) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, then rename it: never a half-written result."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``text`` through a temporary file and a rename (never a half-written result); return the path."""
+    atomic_write_text(text, Path(path))
+    return Path(path)

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gapkit.data.base import AVData, AVSplit
+from fixtures_tiny import tiny_split
+from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.methods import METHODS, PEERS, Context, StepOutput, make_method
 from gapkit.methods.agm import AGM, agm_coefficients, mono_modal_score, scale_gradient
@@ -30,18 +31,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def _split(n, seed, classes=3):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    audio = torch.randn(n, 1, 16, 16, generator=g) * 0.5 + labels.view(n, 1, 1, 1).float()
-    visual = torch.randint(0, 256, (n, 1, 3, 16, 16), generator=g, dtype=torch.uint8)
-    visual[:, :, 0] = (labels.view(n, 1, 1, 1) * 100).to(torch.uint8)
-    return AVSplit(audio.half(), visual, labels, [f"c{seed}_{i}" for i in range(n)])
-
-
 @pytest.fixture(scope="module")
 def data():
-    return AVData(_split(48, 0), _split(12, 1), _split(12, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
+    return AVData(tiny_split(48, 0), tiny_split(12, 1), tiny_split(12, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
 
 
 def _model(seed=0):

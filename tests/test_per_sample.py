@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+from fixtures_tiny import tiny_split
 from gapkit import studies
-from gapkit.data.base import AVData, AVSplit
+from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.experiments import build_model, train_run
 from gapkit.gap import collect_outputs
@@ -21,18 +22,9 @@ from gapkit.report import figures
 METHODS = ["concat", "mla", "adaptive"]  # mla adds a head to the model and predicts through it
 
 
-def _split(n, seed, classes=3):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    audio = torch.randn(n, 1, 16, 16, generator=g) * 0.5 + labels.view(n, 1, 1, 1).float()
-    visual = torch.randint(0, 256, (n, 1, 3, 16, 16), generator=g, dtype=torch.uint8)
-    visual[:, :, 0] = (labels.view(n, 1, 1, 1) * 100).to(torch.uint8)
-    return AVSplit(audio.half(), visual, labels, [f"c{seed}_{i}" for i in range(n)])
-
-
 @pytest.fixture(scope="module")
 def data():
-    return AVData(_split(48, 0), _split(12, 1), _split(30, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
+    return AVData(tiny_split(48, 0), tiny_split(12, 1), tiny_split(30, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
 
 
 @pytest.fixture(scope="module")

@@ -8,28 +8,20 @@ import pandas as pd
 import pytest
 import torch
 
+from fixtures_tiny import tiny_split
 from gapkit import studies
-from gapkit.data.base import AVData, AVSplit
+from gapkit.data.base import AVData
 from gapkit.notebook import UnknownParameterError, check_parameters, resolve_seeds, setup
 from gapkit.profiles import Profile
 from gapkit.report import claims, tables
 from gapkit.training import selected_epoch, summarize
 
 
-def _split(n, seed, classes=3):
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    audio = torch.randn(n, 1, 16, 16, generator=g) * 0.5 + labels.view(n, 1, 1, 1).float()
-    visual = torch.randint(0, 256, (n, 1, 3, 16, 16), generator=g, dtype=torch.uint8)
-    visual[:, :, 0] = (labels.view(n, 1, 1, 1) * 100).to(torch.uint8)
-    return AVSplit(audio.half(), visual, labels, [f"c{seed}_{i}" for i in range(n)])
-
-
 @pytest.fixture(scope="module")
 def data():
-    train = _split(48, 0)
+    train = tiny_split(48, 0)
     degradation = {c: ("visual" if i % 5 == 0 else "audio" if i % 7 == 0 else "none") for i, c in enumerate(train.clips)}
-    return AVData(train, _split(12, 1), _split(12, 2), ["a", "b", "c"],
+    return AVData(train, tiny_split(12, 1), tiny_split(12, 2), ["a", "b", "c"],
                   info={"cache_key": "tiny", "degradation": degradation})
 
 
