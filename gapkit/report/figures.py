@@ -6,6 +6,7 @@ papers), without timestamps so that an unchanged figure gives unchanged files. N
 """
 from __future__ import annotations
 
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -180,12 +181,18 @@ def fig4_accuracy(history: pd.DataFrame, phase: str, *, dataset: str = "syntheti
 
 # ---------------------------------------------------------------------------------------------- Table 1
 
+def wrap_label(name: str) -> str:
+    """A method's name on lines of at most 16 characters, so that long ones (the controls) do not overlap."""
+    return textwrap.fill(name, 16)
+
+
 def table1_accuracy(runs: pd.DataFrame, *, dataset: str = "synthetic") -> matplotlib.figure.Figure:
     """Fused, audio-only and visual-only test accuracy (%) per method of Table 1 (as in the table: best validation
     epoch after warm-up): bars = mean, ticks = sd, dots = seeds."""
     cols = {"test_acc": "fused", "test_acc_audio": "audio", "test_acc_visual": "visual"}
     long = runs.melt(id_vars=["variant", "seed"], value_vars=list(cols), var_name="modality", value_name="accuracy")
     long["modality"] = long["modality"].map(cols)
+    long["variant"] = long["variant"].map(wrap_label)
     long["accuracy"] *= 100
     n = runs["seed"].nunique()
     with style():
@@ -298,6 +305,7 @@ def per_sample_change(table: pd.DataFrame, *, dataset: str = "synthetic") -> mat
     labels = {s: f"{s} (n = {sizes[s]:.0f})" if n == 1 else f"{s} (n = {sizes[s]:.1f} per seed on average)"
               for s in order}
     frame["subset"] = frame["subset"].map(labels)
+    frame["variant"] = frame["variant"].map(wrap_label)
     palette = {labels[s]: SUBSET_PALETTE[s] for s in order}
     with style():
         fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * frame["variant"].nunique() + 3), 4.6))
