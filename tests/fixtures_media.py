@@ -11,11 +11,20 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 import soundfile as sf
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COLOUR_TOLERANCE = 10
 CREMA_CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
+
+
+def shared_metadata(corpus: str, name: str) -> Path:
+    """A real metadata file of ``../shared/data/<corpus>/``; the test is skipped where it is absent."""
+    path = SHARED_DATA / corpus / name
+    if not path.is_file():
+        pytest.skip(f"real {corpus} metadata not found at {path} (../shared/data from the project root)")
+    return path
 
 
 def tone(freq: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:

@@ -1,4 +1,5 @@
 """AVE: annotations, order files, its own validation split, event segments from MP4 videos."""
+import functools
 import shutil
 from pathlib import Path
 
@@ -6,10 +7,12 @@ import h5py
 import numpy as np
 import pytest
 
-from fixtures_media import COLOUR_TOLERANCE, SHARED_DATA, write_video
+from fixtures_media import COLOUR_TOLERANCE, shared_metadata, write_video
 from gapkit.data import ave, load_dataset
 from gapkit.data.base import Preprocessing
 from gapkit.data.media import ListingError
+
+shared = functools.partial(shared_metadata, "ave")  # real metadata; the test skips where absent
 
 PRE = Preprocessing(sample_rate=8000, clip_seconds=3.0, n_fft=256, hop_length=200, frames=3, frame_size=16)
 LINES = ["Church bell&vid0&good&0&3", "Bark&vid1&good&2&5", "Church bell&vid2&good&1&4", "Bark&vid3&good&0&6",
@@ -43,13 +46,6 @@ def template(tmp_path_factory):
 @pytest.fixture
 def root(template, tmp_path):
     return Path(shutil.copytree(template, tmp_path / "ave"))
-
-
-def _shared(name):
-    path = SHARED_DATA / "ave" / name
-    if not path.is_file():
-        pytest.skip(f"real AVE metadata not found at {path} (../shared/data from the project root)")
-    return path
 
 
 def test_corpus_listing(root):
@@ -122,4 +118,4 @@ def test_shipped_metadata_is_the_real_split(tmp_path):
     assert {part: len(clips) for part, clips in corpus.splits.items()} == {"train": 3339, "val": 402, "test": 402}
     assert corpus.classes[:3] == ["Church bell", "Male speech, man speaking", "Bark"]
     for name in ("Annotations.txt", "train_order.h5", "val_order.h5", "test_order.h5"):
-        assert (ave.RESOURCES / name).read_bytes() == _shared(name).read_bytes()
+        assert (ave.RESOURCES / name).read_bytes() == shared(name).read_bytes()

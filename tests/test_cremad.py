@@ -1,5 +1,6 @@
 """CREMA-D: split files, visual sources, load_dataset, validation carving, speaker split, download and verify."""
 import csv
+import functools
 import gzip
 import hashlib
 import shutil
@@ -10,12 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from fixtures_media import SHARED_DATA, make_cremad, write_split
+from fixtures_media import make_cremad, shared_metadata, write_split
 from gapkit.data import carve_validation, cremad, load_dataset
 from gapkit.data.base import Preprocessing
 from gapkit.data.cremad import (CLASSES, SPLIT_SHA256, actor_of, download_splits, find_split_files, read_corpus,
                                 read_split_file, speaker_split, verify, visual_path)
 from gapkit.data.media import ListingError
+
+shared = functools.partial(shared_metadata, "crema-d")  # real metadata; the test skips where absent
 
 PRE = Preprocessing(sample_rate=8000, clip_seconds=1.0, n_fft=64, hop_length=200, frames=2, frame_size=16)
 
@@ -30,13 +33,6 @@ def template(tmp_path_factory):
 @pytest.fixture
 def corpus(template, tmp_path):
     return Path(shutil.copytree(template, tmp_path / "corpus"))
-
-
-def _shared(name):
-    path = SHARED_DATA / "crema-d" / name
-    if not path.is_file():
-        pytest.skip(f"real CREMA-D metadata not found at {path} (../shared/data from the project root)")
-    return path
 
 
 # --------------------------------------------------------------------------- split files
@@ -127,7 +123,7 @@ def test_download_of_the_real_files(tmp_path):
     server = tmp_path / "server"
     server.mkdir()
     for name in ("train", "test"):
-        (server / f"{name}.csv").write_bytes(_shared(f"ogm-ge-{name}.csv").read_bytes())
+        (server / f"{name}.csv").write_bytes(shared(f"ogm-ge-{name}.csv").read_bytes())
     written = download_splits(tmp_path / "dest", base_url=server.as_uri() + "/")
     assert [p.name for p in written] == ["train.csv", "test.csv"]
     for path in written:
@@ -263,18 +259,18 @@ def test_shipped_checksum_list():
     assert sum(r[0].startswith("VideoFlash/") and r[0].endswith(".flv") for r in rows) == 7442
     with gzip.open(cremad.CHECKSUMS, "rb") as f:
         shipped = f.read()
-    assert shipped == _shared("lfs-checksums.csv").read_bytes()
+    assert shipped == shared("lfs-checksums.csv").read_bytes()
 
 
 # --------------------------------------------------------------------------- the real split
 
 def test_real_split_files():
-    train, test = read_split_file(_shared("ogm-ge-train.csv")), read_split_file(_shared("ogm-ge-test.csv"))
+    train, test = read_split_file(shared("ogm-ge-train.csv")), read_split_file(shared("ogm-ge-test.csv"))
     assert (len(train), len(test)) == (6698, 744)
-    assert [line.strip() for line in _shared("ogm-ge-stat.csv").read_text(encoding="utf-8-sig").splitlines()] == CLASSES
+    assert [line.strip() for line in shared("ogm-ge-stat.csv").read_text(encoding="utf-8-sig").splitlines()] == CLASSES
     assert {e.label for e in train} == set(CLASSES)
     train_actors, test_actors = {actor_of(e.clip) for e in train}, {actor_of(e.clip) for e in test}
     assert train_actors == test_actors and len(train_actors) == 91
     for name in ("train", "test"):
-        digest = hashlib.sha256(_shared(f"ogm-ge-{name}.csv").read_bytes()).hexdigest()
+        digest = hashlib.sha256(shared(f"ogm-ge-{name}.csv").read_bytes()).hexdigest()
         assert digest == SPLIT_SHA256[f"{name}.csv"]

@@ -12,7 +12,7 @@ from fixtures_tiny import tiny_split
 from gapkit import studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
-from gapkit.experiments import build_model, train_run
+from gapkit.experiments import build_model
 from gapkit.gap import collect_outputs
 from gapkit.methods import make_method
 from gapkit.mixture import GapMixture
@@ -34,17 +34,10 @@ def profile():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, profile, data):
+def runs(tmp_path_factory, profile, data, one_thread):
     """A Table 1 run table: concat and ours for seeds 0 and 1, MLA (a peer) for seed 0; trained one at a time."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = studies.run_root(profile, "synthetic", tmp_path_factory.mktemp("per-sample"))
-    rows = []
-    for spec in studies.plan_table1(profile, methods=METHODS, peer_seeds=[0]):
-        metrics = train_run(profile, data, spec.method, spec.seed, out_dir=root / spec.name, dataset="synthetic")
-        rows.append(studies.run_row(spec, metrics, root / spec.name))
-    yield pd.DataFrame(rows)
-    torch.set_num_threads(before)
+    return studies.table1_runs(profile, data, methods=METHODS, peer_seeds=[0], workers=1, log=None,
+                               results_root=tmp_path_factory.mktemp("per-sample"))
 
 
 @pytest.fixture(scope="module")

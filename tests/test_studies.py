@@ -32,15 +32,6 @@ def profile():
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from a second thread, and lose much when another process holds a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def tables_runs(tmp_path_factory, profile, data, one_thread):
     root = tmp_path_factory.mktemp("studies")
     kw = dict(dataset="synthetic", results_root=root, log=None)
