@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import sys
 import time
@@ -50,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _bench_common import machine, write_atomic
+from _bench_common import load_average, machine, write_atomic
 from gapkit.experiments import build_model, load_data
 from gapkit.methods import METHODS, make_method
 from gapkit.profiles import get_profile, parse_override
@@ -70,14 +69,6 @@ class TimedTrainer(Trainer):
         record = super()._train_epoch(*args, **kwargs)
         record["train_loop_seconds"] = time.perf_counter() - t0
         return record
-
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages (a busy machine makes every number here an upper bound)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def parse_method_option(text: str) -> tuple[str, str, object]:

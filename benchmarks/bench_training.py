@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _bench_common import machine, write_atomic
+from _bench_common import load_average, machine, write_atomic
 from gapkit.data.batches import iterate_batches
 from gapkit.data.media import expected_shapes
 from gapkit.experiments import build_model, load_data
@@ -49,13 +49,6 @@ from gapkit.training import Trainer, make_optimizer
 
 #: seconds a parallel-throughput process may take to start, import and warm up before the others give up
 PARALLEL_START_TIMEOUT = 300.0
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def training_batch(profile: Profile, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -307,13 +307,9 @@ def warmup_runs(profile: Profile, data: AVData, seeds=None, **kw) -> pd.DataFram
     return execute(plan_warmup(profile, seeds), profile, data, **kw)
 
 
-def concat_runs(profile: Profile, data: AVData, seeds=None, **kw) -> pd.DataFrame:
-    """The concat baseline, same seeds and total epochs as the adaptive runs."""
-    return execute(plan_table1(profile, seeds, methods=["concat"]), profile, data, **kw)
-
-
 def table1_runs(profile: Profile, data: AVData, seeds=None, methods=None, peer_seeds=None, **kw) -> pd.DataFrame:
-    """Every Table 1 run: concat and ours for ``seeds``, every registered peer for ``peer_seeds`` (default: ``seeds``)."""
+    """Every Table 1 run: concat, ours and the controls for ``seeds``, every registered peer for ``peer_seeds``
+    (default: ``seeds``)."""
     return execute(plan_table1(profile, seeds, methods, peer_seeds), profile, data, **kw)
 
 

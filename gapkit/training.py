@@ -22,7 +22,6 @@ with :class:`NonFiniteLossError`, leaving the last good checkpoint untouched.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -290,7 +289,8 @@ class Trainer:
             record.update(method.on_epoch_end(self.model, self.data, ctx))
             record["seconds"] = time.perf_counter() - t0
             history["epochs"].append(record)
-            if phase != "warmup" and record["val_acc"] > best["val_acc"]:
+            selectable = phase != "warmup" or cfg.adaptive_steps == 0  # as selected_epoch: the final stage
+            if selectable and record["val_acc"] > best["val_acc"]:
                 best = {"epoch": epoch, "val_acc": record["val_acc"],
                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
             if self.out_dir is not None:

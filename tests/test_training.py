@@ -7,7 +7,7 @@ import torch
 
 from gapkit.data.base import AVData, AVSplit
 from gapkit.models import AVClassifier
-from gapkit.training import NonFiniteLossError, TrainConfig, Trainer, summarize
+from gapkit.training import NonFiniteLossError, TrainConfig, Trainer, selected_epoch, summarize
 
 
 def _split(n, seed, classes=3):
@@ -175,6 +175,13 @@ def test_warmup_controls_schedule(data, tmp_path):
     _train(data, out_dir=tmp_path / "adaptive")
     branched = _train(data, init_from=tmp_path / "adaptive" / "warmup.pt", method="warmup-reset")
     assert _strip(branched.history) == _strip(reset.history)
+
+
+def test_warmup_alone_selects_among_its_epochs(data):
+    result = _train(data, adaptive_steps=0)  # a two-stage method with nothing after its warm-up
+    assert {e["phase"] for e in result.history["epochs"]} == {"warmup"}
+    best = selected_epoch(result.history["epochs"])
+    assert result.best_state is not None and result.summary()["best_val_epoch"] == best
 
 
 def test_weight_controls_run(data):
