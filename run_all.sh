@@ -6,7 +6,9 @@
 #   ./run_all.sh --profile paper --dataset crema-d --data-root PATH --device cuda
 #   ./run_all.sh --only 01,03             some notebooks only (each reuses what the others saved)
 #   ./run_all.sh --peer-seeds none        Table 1 without the peer methods (default: the same seeds as the rest)
-#   ./run_all.sh --setup-only             create .venv and register the Jupyter kernel, nothing else
+#   ./run_all.sh --setup-only             create .venv from requirements.lock, register the Jupyter kernel, nothing else
+#   ./run_all.sh --python PATH            use an existing Python (a conda env, a GPU machine's image): nothing is
+#                                         installed into it unless --install is given; GAPKIT_PYTHON does the same
 #
 # Executed notebooks go to executed/<profile>/ (git-ignored); figures to figures/<profile>/, tables to
 # tables/<profile>/, run folders and scalar results to results/<profile>/ (a corpus other than the
@@ -22,13 +24,16 @@ DEVICE=auto
 ONLY=""
 PEER_SEEDS=""
 SETUP_ONLY=0
+INSTALL=0
+PYTHON="${GAPKIT_PYTHON:-}"
 KERNEL=gapkit
 NOTEBOOKS=(01_data_prep 02_warmup 03_gmm_analysis 04_adaptive_training 05_ablations 06_optimizer_study)
 
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     echo "options: --profile smoke|default|paper  --dataset synthetic|crema-d|ave|manifest  --data-root PATH"
-    echo "         --device auto|cpu|cuda  --only 01,03  --peer-seeds none|0,1,2  --setup-only  -h|--help"
+    echo "         --device auto|cpu|cuda  --only 01,03  --peer-seeds none|0,1,2  --setup-only"
+    echo "         --python PATH  --install  -h|--help"
 }
 
 die() { echo "run_all.sh: $*" >&2; exit 2; }
@@ -42,6 +47,8 @@ while [[ $# -gt 0 ]]; do
         --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY="$2"; shift 2 ;;
         --peer-seeds) [[ $# -ge 2 ]] || die "--peer-seeds needs a value"; PEER_SEEDS="$2"; shift 2 ;;
         --setup-only) SETUP_ONLY=1; shift ;;
+        --python) [[ $# -ge 2 ]] || die "--python needs a value"; PYTHON="$2"; shift 2 ;;
+        --install) INSTALL=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
     esac
@@ -56,20 +63,40 @@ case "$DEVICE" in auto|cpu|cuda) ;; *) die "unknown device '$DEVICE' (auto, cpu 
     || die "--peer-seeds takes 'none' or seeds such as 0 or 0,1,2"
 
 # ---------------------------------------------------------------------------------------------- set-up
-PY=.venv/bin/python
-if [[ ! -x "$PY" ]] || ! "$PY" -c "import gapkit, papermill, ipykernel" >/dev/null 2>&1; then
-    echo "== set-up: creating .venv and installing gapkit with its notebook and test extras"
-    [[ -x "$PY" ]] || python3 -m venv .venv
-    "$PY" -m pip install --upgrade pip >/dev/null
-    "$PY" -m pip install -e '.[notebooks,test]'
+# Everything is installed from requirements.lock (exact versions with hashes), then gapkit itself (editable,
+# no dependencies). tools/check_env.py compares the environment with the lock and imports the stack.
+install_lock() {  # $1: python
+    "$1" -m pip install --upgrade pip >/dev/null
+    "$1" -m pip install --require-hashes -r requirements.lock
+    "$1" -m pip install --no-deps -e .
+}
+if [[ -n "$PYTHON" ]]; then
+    command -v "$PYTHON" >/dev/null 2>&1 || die "--python $PYTHON: no such executable"
+    PY="$(command -v "$PYTHON")"
+    if [[ "$INSTALL" == 1 ]]; then
+        echo "== set-up: installing requirements.lock into $PY"
+        install_lock "$PY"
+    fi
+    "$PY" tools/check_env.py --loose --quiet \
+        || die "$PY lacks what gapkit needs (listed above); add --install to install requirements.lock into it"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # gapkit from this checkout, installed or not
+    KERNEL=python3  # that Python's own kernel: nothing registered in it
+else
+    PY=.venv/bin/python
+    if [[ ! -x "$PY" ]] || ! "$PY" tools/check_env.py --quiet; then
+        echo "== set-up: installing requirements.lock into .venv"
+        [[ -x "$PY" ]] || python3 -m venv .venv
+        install_lock "$PY"
+        "$PY" tools/check_env.py || die "the environment still does not match requirements.lock (see above)"
+    fi
 fi
-KERNELS="$(.venv/bin/jupyter kernelspec list 2>/dev/null || true)"
-if ! grep -q "^ *$KERNEL " <<< "$KERNELS"; then
-    echo "== set-up: registering the Jupyter kernel '$KERNEL' (inside .venv)"
+KERNELS="$("$PY" -m jupyter kernelspec list 2>/dev/null || true)"
+if [[ -z "$PYTHON" ]] && ! grep -q "^ *$KERNEL " <<< "$KERNELS"; then
+    echo "== set-up: registering the Jupyter kernel '$KERNEL' for $PY"
     "$PY" -m ipykernel install --sys-prefix --name "$KERNEL" --display-name "Python (gapkit)" >/dev/null
 fi
 if [[ "$SETUP_ONLY" == 1 ]]; then
-    echo "set-up done: .venv with gapkit, kernel '$KERNEL'"
+    echo "set-up done: $PY with gapkit, kernel '$KERNEL'"
     exit 0
 fi
 
@@ -95,7 +122,7 @@ for nb in "${SELECTED[@]}"; do
         if [[ "$PEER_SEEDS" == none ]]; then EXTRA=(-y "peer_seeds: []"); else EXTRA=(-y "peer_seeds: [$PEER_SEEDS]"); fi
     fi
     echo "-- $nb (log: $OUT/$nb.log)"
-    if ! .venv/bin/papermill "notebooks/$nb.ipynb" "$OUT/$nb.ipynb" -k "$KERNEL" --cwd notebooks \
+    if ! "$PY" -m papermill "notebooks/$nb.ipynb" "$OUT/$nb.ipynb" -k "$KERNEL" --cwd notebooks \
             --no-progress-bar --log-output "${PARAMS[@]}" ${EXTRA[@]+"${EXTRA[@]}"} > "$OUT/$nb.log" 2>&1; then
         tail -n 40 "$OUT/$nb.log" >&2
         echo "run_all.sh: notebook $nb FAILED after $((SECONDS - t0)) s; executed copy: $OUT/$nb.ipynb, log: $OUT/$nb.log" >&2
