@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from gapkit.experiments import versions
-from gapkit.training import atomic_write_text
+from gapkit.io import atomic_write_text
 
 
 def cpu_model() -> str:

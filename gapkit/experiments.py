@@ -19,7 +19,8 @@ from .data.base import AVData
 from .models import AVClassifier
 from .paths import project_root, results_dir
 from .profiles import Profile
-from .training import Trainer, atomic_write_text, resolve_device
+from .io import atomic_write_text
+from .training import Trainer, resolve_device
 
 
 def load_data(profile: Profile, dataset: str = "synthetic", data_root=None, *, on_error: str = "raise",

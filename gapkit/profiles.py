@@ -61,7 +61,12 @@ class Profile:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     reset_optimizer: bool = True
+    lr_schedule: str = "constant"
+    lr_step_size: int = 30
+    lr_gamma: float = 0.1
     augment: bool = False
+    #: torch's CPU threads in every run: part of a run's settings, since floating-point results depend on it
+    threads: int = 1
     seeds: tuple = (0, 1, 2)
     device: str = "auto"
     #: runs trained at once by the studies, each in its own process with cores / workers threads
@@ -83,7 +88,9 @@ class Profile:
                            adaptive_steps=self.adaptive_steps, adaptive_epochs=self.adaptive_epochs,
                            batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
                            momentum=self.momentum, weight_decay=self.weight_decay,
-                           reset_optimizer=self.reset_optimizer, augment=self.augment,
+                           reset_optimizer=self.reset_optimizer, lr_schedule=self.lr_schedule,
+                           lr_step_size=self.lr_step_size, lr_gamma=self.lr_gamma, augment=self.augment,
+                           threads=self.threads,
                            seed=self.seeds[0] if seed is None else seed)
 
     def replace(self, **overrides) -> "Profile":

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +36,13 @@ from tqdm.auto import tqdm
 from .data.base import AVData
 from .data.batches import iterate_batches
 from .gap import collect_outputs
+from .io import atomic_save, atomic_savez, atomic_write_text
 from .methods import Context, Method, make_method
 from .mixture import GapMixture
 
 #: config fields that must agree between a warm-up checkpoint and a run branching from it
-WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment")
+WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
+                 "lr_schedule", "lr_step_size", "lr_gamma", "threads")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,8 +64,44 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     reset_optimizer: bool = True     # reset the optimizer's state when adaptive training starts (Table 3)
+    lr_schedule: str = "constant"    # "constant", "cosine" (over the whole budget) or "step" (StepLR)
+    lr_step_size: int = 30           # "step": epochs between decays
+    lr_gamma: float = 0.1            # "step": the decay factor
     augment: bool = False
     seed: int = 0
+    threads: int = 1                 # torch's CPU threads: floating-point results depend on it
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field's type and range, checked before any data is read; the message names the setting."""
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: expected {allowed}")
+        ints = ("warmup_epochs", "adaptive_steps", "adaptive_epochs", "batch_size", "lr_step_size", "seed", "threads")
+        for name in ints:
+            need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool), name,
+                 "an integer")
+        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), name,
+                 "a finite number")
+        need(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0")
+        need(self.adaptive_steps >= 0, "adaptive_steps", "an integer >= 0")
+        need(self.adaptive_epochs >= 1 or self.adaptive_steps == 0, "adaptive_epochs", "an integer >= 1")
+        need(self.total_epochs >= 1, "warmup_epochs",
+             "at least one epoch in all (warmup_epochs + adaptive_steps * adaptive_epochs >= 1)")
+        need(self.batch_size >= 2, "batch_size", "an integer >= 2 (batch norm needs two samples)")
+        need(self.lr > 0, "lr", "a number > 0")
+        need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(self.optimizer in ("sgd", "adam"), "optimizer", "'sgd' or 'adam'")
+        need(self.lr_schedule in ("constant", "cosine", "step"), "lr_schedule", "'constant', 'cosine' or 'step'")
+        need(self.lr_step_size >= 1, "lr_step_size", "an integer >= 1")
+        need(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
+        need(self.threads >= 1, "threads", "an integer >= 1")
+        need(isinstance(self.method_options, dict), "method_options", "a dict")
 
     @property
     def total_epochs(self) -> int:
@@ -73,6 +110,21 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of global epoch ``epoch`` (0-based) under the config's schedule.
+
+    ``constant``: ``lr``. ``cosine``: ``lr * (1 + cos(pi * epoch / total_epochs)) / 2``, one decay over the
+    whole budget whatever the stages, so every method of a comparison sees the same rates at the same
+    epochs (an optimizer reset restarts the momentum, not the schedule). ``step``: StepLR,
+    ``lr * lr_gamma ** (epoch // lr_step_size)``.
+    """
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.total_epochs))
+    if config.lr_schedule == "step":
+        return config.lr * config.lr_gamma ** (epoch // config.lr_step_size)
+    return config.lr
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -90,34 +142,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    """Write text through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -180,8 +204,6 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, data: AVData, config: TrainConfig, *, device="auto",
                  out_dir: str | Path | None = None, progress: bool = False) -> None:
-        if config.adaptive_steps > 0 and config.adaptive_epochs < 1:
-            raise ValueError("adaptive_epochs must be at least 1")
         for name, split in data.splits().items():
             if len(split) == 0:
                 raise ValueError(f"the {name} split is empty")
@@ -221,6 +243,11 @@ class Trainer:
         diff = {k: (theirs.get(k), mine[k]) for k in fields if theirs.get(k) != mine[k]}
         if ckpt.get("data_key") != self.data_key:
             diff["data"] = (ckpt.get("data_key"), self.data_key)
+        if "lr_schedule" in fields and "lr_schedule" in theirs and not diff:
+            rates = [(learning_rate(TrainConfig(**theirs), e), learning_rate(self.config, e))
+                     for e in range(self.config.warmup_epochs)]
+            if any(a != b for a, b in rates):
+                diff["warm-up learning rates"] = tuple(list(r) for r in zip(*rates))
         if diff:
             raise ValueError(f"checkpoint {path} was made with other settings: "
                              + ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items()))
@@ -238,6 +265,7 @@ class Trainer:
     def fit(self, init_from: str | Path | None = None) -> TrainResult:
         """Train for the whole budget (resuming or branching where a checkpoint says so)."""
         cfg, method = self.config, self.method
+        torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -274,6 +302,9 @@ class Trainer:
             record = {"epoch": epoch, "phase": phase, "step": step}
             if phase == "adaptive" and adaptive_epoch == 0 and resets:
                 optimizer = make_optimizer(self.model, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, epoch)
+            record["lr"] = learning_rate(cfg, epoch)
             if method.fits_gmm and phase == "adaptive" and adaptive_epoch % cfg.adaptive_epochs == 0:
                 mixture, g, fit_seconds = self._fit_mixture()
                 history["gmm"].append({"step": step, "epoch": epoch, "label": f"before adaptive step {step}",
@@ -357,7 +388,6 @@ class Trainer:
     def _write_outputs(self, result: TrainResult) -> None:
         out = self.out_dir
         atomic_save(result.best_state, out / "best.pt")
-        np.savez_compressed(out / "gaps.npz.tmp.npz", labels=self.data.train.labels.numpy(),
-                            **{f"fit{i}": g for i, g in enumerate(result.gaps)})
-        os.replace(out / "gaps.npz.tmp.npz", out / "gaps.npz")
+        atomic_savez(out / "gaps.npz", labels=self.data.train.labels.numpy(),
+                     **{f"fit{i}": g for i, g in enumerate(result.gaps)})
         atomic_write_text(json.dumps(result.history, indent=1), out / "history.json")

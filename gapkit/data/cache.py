@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import paths
+from ..io import publish_folder, remove_stale_staging, staging_folder
 from .base import Preprocessing
 from .media import ListingError, MediaError, decode_clip, expected_shapes
 
@@ -158,18 +159,6 @@ def _load(entry: Path, built: bool) -> CachedCorpus:
 
 # --------------------------------------------------------------------------- building
 
-def _pid_alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
 def _missing_file(source: ClipSource) -> Path | None:
     for path in (source.audio, source.visual):
         if not Path(path).exists():
@@ -194,9 +183,7 @@ def _quiet_worker() -> None:
 def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing, dataset: str, root,
            on_error: str, progress: bool, workers: int | None) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in entry.parent.glob(f"{entry.name}.tmp-*"):
-        if not _pid_alive(leftover.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(leftover, ignore_errors=True)
+    remove_stale_staging(entry)
     started = time.time()
     skipped, decodable = [], []
     for source in sources:
@@ -214,9 +201,7 @@ def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing,
                          f"(first missing: {skipped[0]['file']})")
     jobs = [(row, s.audio, s.visual, s.segment, pre) for row, s in enumerate(decodable)]
 
-    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = staging_folder(entry)
     try:
         audio_shape, visual_shape = expected_shapes(pre)
         audio = np.lib.format.open_memmap(tmp / "audio.npy", "w+", np.float16, (len(jobs), *audio_shape))
@@ -255,7 +240,7 @@ def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        _publish(tmp, entry, key)
+        publish_folder(tmp, entry, lambda folder: _is_complete(folder, key))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -286,15 +271,3 @@ def _shrink(path: Path, rows: int) -> None:
     small.flush()
     del small, full
     os.replace(part, path)
-
-
-def _publish(tmp: Path, entry: Path, key: str) -> None:
-    """Rename the finished ``tmp`` to ``entry``; keep an entry another process completed meanwhile."""
-    if entry.exists() and not _is_complete(entry, key):
-        shutil.rmtree(entry)  # an unreadable entry (never one this module published: those are complete)
-    try:
-        os.replace(tmp, entry)
-    except OSError:
-        if not _is_complete(entry, key):
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -82,6 +82,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from .. import paths
+from ..io import staging_folder
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 SENTENCES = 12
@@ -161,11 +162,7 @@ def ensure_corpus(spec: SyntheticSpec, root: Path | None = None, progress: bool 
         return root
     if root.exists():
         _check_replaceable(root)
-    for leftover in root.parent.glob(f"{root.name}.tmp-*"):
-        if not _pid_alive(leftover.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(leftover)
-    tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
+    tmp = staging_folder(root)
     try:
         _generate(spec, tmp, progress, workers)
         if _is_complete(root, spec):  # another process finished first
@@ -205,19 +202,6 @@ def _check_replaceable(root: Path) -> None:
     if foreign:
         raise FileExistsError(f"{root} exists and is not a synthetic corpus (it holds {foreign[:5]}); "
                               f"move it away or pass another root")
-
-
-def _pid_alive(pid: str) -> bool:
-    """Whether the generating process named by a temporary folder still runs (POSIX; elsewhere: no)."""
-    if os.name != "posix" or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clip_name(spec: SyntheticSpec, index: int) -> tuple[str, str]:
