@@ -104,3 +104,26 @@ def make_cremad(root, actors=(1001, 1002, 1003, 1004), labels=("NEU", "HAP", "SA
     for part, part_rows in rows.items():
         write_split(root / f"{part}.csv", part_rows)
     return rows
+
+
+def write_png_header(path, width: int, height: int) -> Path:
+    """A PNG that declares ``width`` x ``height`` RGB pixels but holds no image data (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path = Path(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def cut_file(path, keep: float = 0.5) -> Path:
+    """Truncate a file in place to the first ``keep`` of its bytes (a copy interrupted midway)."""
+    path = Path(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path

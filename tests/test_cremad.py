@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fixtures_media import make_cremad, shared_metadata, write_split
+from fixtures_media import cut_file, make_cremad, shared_metadata, write_split
 from gapkit.data import carve_validation, cremad, load_dataset
 from gapkit.data.base import Preprocessing
 from gapkit.data.cremad import (CLASSES, SPLIT_SHA256, actor_of, download_splits, find_split_files, read_corpus,
                                 read_split_file, speaker_split, verify, visual_path)
-from gapkit.data.media import ListingError
+from gapkit.data.media import ListingError, MediaError
 
 shared = functools.partial(shared_metadata, "crema-d")  # real metadata; the test skips where absent
 
@@ -274,3 +274,12 @@ def test_real_split_files():
     for name in ("train", "test"):
         digest = hashlib.sha256(shared(f"ogm-ge-{name}.csv").read_bytes()).hexdigest()
         assert digest == SPLIT_SHA256[f"{name}.csv"]
+
+
+def test_flv_cut_in_half_stops_the_load_or_is_skipped_and_counted(corpus, tmp_path):
+    flv = cut_file(sorted((corpus / "VideoFlash").iterdir())[0], 0.5)
+    with pytest.raises(MediaError, match=f"{flv}: truncated"):
+        load_dataset("crema-d", corpus, PRE, cache_root=tmp_path / "cache")
+    data = load_dataset("crema-d", corpus, PRE, on_error="skip", cache_root=tmp_path / "cache2")
+    assert data.info["skipped_count"] == 1 and data.info["skipped"][0]["clip"] == flv.stem
+    assert data.info["skipped"][0]["reason"].startswith("truncated")

@@ -7,9 +7,9 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from fixtures_media import COLOUR_TOLERANCE, tone, write_video, write_wav
+from fixtures_media import COLOUR_TOLERANCE, cut_file, tone, write_png_header, write_video, write_wav
 from gapkit.data.base import Preprocessing
-from gapkit.data.media import (MediaError, decode_clip, expected_shapes, fit_length, log_spectrogram,
+from gapkit.data.media import (MediaError, check_duration, decode_clip, expected_shapes, fit_length, log_spectrogram,
                                read_frame_folder, read_image, read_video_audio, read_video_frames, read_wav,
                                resize_frames, select_frames)
 
@@ -170,3 +170,60 @@ def test_decode_clip_shapes_with_video_and_image(tmp_path):
     Image.new("RGB", (50, 40), (0, 0, 255)).save(tmp_path / "still.png")
     _, still = decode_clip(wav, tmp_path / "still.png", pre)
     assert still.shape == (3, 3, 32, 32) and bool((still[:, 2] == 255).all())
+
+
+# --------------------------------------------------------------------------- faults
+
+def test_video_cut_short_is_truncated_not_silently_shorter(tmp_path):
+    path = write_video(tmp_path / "v.flv", 6.0, rate=10)  # the FLV header states 6 s
+    assert len(read_video_frames(path, fps=1)) == 6
+    cut_file(path, 0.5)  # decodes to about 3 s without a decoder error
+    with pytest.raises(MediaError, match=r"truncated: the video stream decodes to .* of the 6.00 s") as info:
+        read_video_frames(path, fps=1)
+    assert info.value.path == path
+    assert len(read_video_frames(path, fps=1, end=2)) == 2  # a segment that ends before the cut is still whole
+
+
+def test_check_duration_tolerates_small_differences(tmp_path):
+    check_duration("x.flv", 2.4, 2.5)  # a frame or two: a normal difference between container and stream
+    check_duration("x.flv", 1.0, None)
+    with pytest.raises(MediaError, match="x.flv: truncated"):
+        check_duration("x.flv", 1.0, 2.5)
+
+
+def test_decompression_bomb_is_a_media_error_naming_the_file(tmp_path):
+    bomb = write_png_header(tmp_path / "bomb.png", 20000, 10000)
+    with pytest.raises(MediaError, match="decompression bomb") as info:
+        read_image(bomb)
+    assert info.value.path == bomb and "bomb.png" in str(info.value)
+    wav = write_wav(tmp_path / "a.wav", tone(440, 1.0, 8000), 8000)
+    with pytest.raises(MediaError, match="bomb.png"):
+        decode_clip(wav, bomb, Preprocessing(sample_rate=8000, frames=1, frame_size=8))
+
+
+def test_any_decoder_exception_becomes_a_media_error(tmp_path, monkeypatch):
+    path = write_wav(tmp_path / "a.wav", tone(440, 1.0, 8000), 8000)
+
+    def broken(*args, **kwargs):
+        raise KeyError("decoder state")
+    monkeypatch.setattr("gapkit.data.media.sf.read", broken)
+    with pytest.raises(MediaError, match="cannot decode audio.*KeyError") as info:
+        read_wav(path, 8000)
+    assert info.value.path == path
+
+
+def test_alpha_only_image_is_refused(tmp_path):
+    mask = np.zeros((20, 20, 4), np.uint8)
+    mask[5:15, 5:15, 3] = 255  # a square drawn in alpha only, over black
+    Image.fromarray(mask, "RGBA").save(tmp_path / "mask.png")
+    with pytest.raises(MediaError, match="only in the alpha channel") as info:
+        read_image(tmp_path / "mask.png")
+    assert info.value.path == tmp_path / "mask.png"
+    grey = np.zeros((20, 20, 2), np.uint8)
+    grey[5:15, 5:15, 1] = 255
+    Image.fromarray(grey, "LA").save(tmp_path / "grey.png")
+    with pytest.raises(MediaError, match="grey.png.*alpha"):
+        read_image(tmp_path / "grey.png")
+    mask[5:15, 5:15, 0] = 200  # the same square in colour too: an ordinary RGBA image
+    Image.fromarray(mask, "RGBA").save(tmp_path / "drawn.png")
+    assert np.asarray(read_image(tmp_path / "drawn.png"))[10, 10].tolist() == [200, 0, 0]

@@ -8,7 +8,11 @@ Frames: :func:`read_video_frames` (the first frame of each second, or of each
 :func:`select_frames` and :func:`resize_frames`. :func:`decode_clip` chains them
 as :class:`~gapkit.data.base.Preprocessing` says.
 
-Every failure to read a file raises :class:`MediaError`, whose message names the file.
+Every failure to read a file raises :class:`MediaError`, whose message names the file:
+whatever the decoder raises (PyAV, libsndfile, PIL, its ``DecompressionBombError``
+included) is turned into one. So are a video that decodes to far less than the
+duration its container states (a file cut short: :func:`check_duration`) and an
+image whose content is only in its alpha channel (:func:`read_image`).
 """
 from __future__ import annotations
 
@@ -23,13 +27,17 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .base import Preprocessing
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg"}
 LOG_EPSILON = 1e-7  # log(|S| + 1e-7), as the OGM-GE codebase
+#: a stream decoding to less than its stated duration by more than this many seconds, and by more than
+#: SHORTFALL_FRACTION of it, is cut short (a few frames' difference between container and stream is normal)
+SHORTFALL_SECONDS = 0.5
+SHORTFALL_FRACTION = 0.2
 
 
 class MediaError(ValueError):
@@ -50,6 +58,41 @@ class ListingError(ValueError):
         self.reason = reason
         where = f"{path}, line {line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {reason}")
+
+
+def _failure(path, what: str, exc: Exception) -> MediaError:
+    """A decoder's exception as a :class:`MediaError` naming ``path`` (a MediaError passes unchanged)."""
+    if isinstance(exc, MediaError):
+        return exc
+    detail = str(exc) or type(exc).__name__
+    if not isinstance(exc, av.FFmpegError) and type(exc).__name__ not in detail:  # FFmpeg's say what they are
+        detail = f"{type(exc).__name__}: {detail}"
+    return MediaError(path, f"cannot decode {what} ({detail})")
+
+
+def check_duration(path, decoded: float, stated: float | None, what: str = "video") -> None:
+    """Raise :class:`MediaError` when ``decoded`` seconds fall far short of the ``stated`` duration.
+
+    A file cut short keeps its header, so the container still states the whole
+    duration while the decoder stops where the bytes do (an FLV cut in half decodes
+    half its frames without an error). "Far short": more than ``SHORTFALL_SECONDS``
+    and more than ``SHORTFALL_FRACTION`` of the stated duration missing.
+    """
+    if stated is None or not math.isfinite(stated) or stated <= 0:
+        return
+    missing = stated - decoded
+    if missing > SHORTFALL_SECONDS and missing > SHORTFALL_FRACTION * stated:
+        raise MediaError(path, f"truncated: the {what} decodes to {decoded:.2f} s of the {stated:.2f} s its "
+                               f"container states")
+
+
+def _stated_seconds(container, stream, use_container: bool = True) -> float | None:
+    """A stream's duration from its own header, else (``use_container``) from the container's."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if use_container and container.duration is not None:
+        return container.duration / av.time_base
+    return None
 
 
 # --------------------------------------------------------------------------- audio
@@ -94,9 +137,9 @@ def read_wav(path, sample_rate: int) -> torch.Tensor:
     _check_file(path)
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError) as exc:
-        raise MediaError(path, f"cannot decode audio ({exc})") from None
-    missing = _wav_shortfall(path)
+        missing = _wav_shortfall(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a MediaError naming the file
+        raise _failure(path, "audio", exc) from None
     if missing:
         raise MediaError(path, f"truncated: {missing} bytes of audio data missing")
     if len(data) == 0:
@@ -105,23 +148,31 @@ def read_wav(path, sample_rate: int) -> torch.Tensor:
 
 
 def read_video_audio(path, sample_rate: int) -> torch.Tensor:
-    """The first audio track of a video file (PyAV), as :func:`read_wav` returns it."""
+    """The first audio track of a video file (PyAV), as :func:`read_wav` returns it.
+
+    A track decoding to far less than the duration its own header states is
+    truncated (:func:`check_duration`).
+    """
     path = Path(path)
     _check_file(path)
     mono = av.AudioResampler(format="fltp", layout="mono")
-    chunks, rate = [], None
+    chunks, rate, stated = [], None, None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise MediaError(path, "no audio track")
+            # the track's own duration only: a container's may be the video's, legitimately longer
+            stated = _stated_seconds(container, container.streams.audio[0], use_container=False)
             for frame in container.decode(audio=0):
                 rate = frame.sample_rate
                 chunks += [f.to_ndarray()[0] for f in mono.resample(frame)]
             chunks += [f.to_ndarray()[0] for f in mono.resample(None)]
-    except av.FFmpegError as exc:
-        raise MediaError(path, f"cannot decode audio ({exc})") from None
-    if not chunks or sum(len(c) for c in chunks) == 0:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a MediaError naming the file
+        raise _failure(path, "audio", exc) from None
+    samples = sum(len(c) for c in chunks)
+    if samples == 0:
         raise MediaError(path, "no decodable audio samples")
+    check_duration(path, samples / rate, stated, "audio track")
     return resample(torch.from_numpy(np.concatenate(chunks).astype(np.float32)), rate, sample_rate)
 
 
@@ -166,23 +217,28 @@ def read_video_frames(path, fps: float, start: float | None = None, end: float |
 
     With ``fps = 1`` this is the field's "first frame of each second". Times count
     from the first decoded frame; with ``start`` / ``end`` (seconds) only frames in
-    ``[start, end)`` are kept, the intervals counted from ``start``.
+    ``[start, end)`` are kept, the intervals counted from ``start``. A stream that
+    ends far short of the duration its header (or its container's) states is
+    truncated (:func:`check_duration`), unless decoding stopped at ``end`` first.
     """
     path = Path(path)
     _check_file(path)
     start = start or 0.0
-    kept, last_interval, origin = [], -1, None
+    kept, last_interval, origin, t, reached_end = [], -1, None, None, False
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(path, "no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stated = _stated_seconds(container, stream)
+            step = 1 / float(stream.average_rate or 25)
             for index, frame in enumerate(container.decode(stream)):
-                t = frame.time if frame.time is not None else index / float(stream.average_rate or 25)
+                t = frame.time if frame.time is not None else index * step
                 origin = t if origin is None else origin
                 t -= origin
                 if end is not None and t >= end - 1e-6:
+                    reached_end = True
                     break
                 if t < start - 1e-6:
                     continue
@@ -190,8 +246,10 @@ def read_video_frames(path, fps: float, start: float | None = None, end: float |
                 if interval > last_interval:
                     kept.append(frame.to_image())
                     last_interval = interval
-    except av.FFmpegError as exc:
-        raise MediaError(path, f"cannot decode video ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a MediaError naming the file
+        raise _failure(path, "video", exc) from None
+    if t is not None and not reached_end:
+        check_duration(path, t + step, stated, "video stream")
     if not kept:
         where = f" in [{start}, {end}) s" if end is not None or start else ""
         raise MediaError(path, f"no decodable frame{where}")
@@ -214,15 +272,35 @@ def read_frame_folder(folder) -> list[Image.Image]:
 
 
 def read_image(path) -> Image.Image:
-    """One image of any size and mode (grey, palette, RGBA, ...) as an RGB image."""
+    """One image of any size and mode (grey, palette, RGBA, ...) as an RGB image.
+
+    The alpha channel is dropped. An image whose colour channels are one flat colour
+    while its alpha channel varies (a mask or a drawing kept in alpha only) would
+    become a blank frame, so it is a :class:`MediaError`. So is an image larger than
+    PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, doubled).
+    """
     path = Path(path)
     _check_file(path)
     try:
         with Image.open(path) as image:
             image.load()
+            if _alpha_only(image):
+                raise MediaError(path, "the content is only in the alpha channel (the colour channels are one "
+                                       "flat colour), which frames drop: flatten the image onto a background "
+                                       "or store its content in the colour channels")
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise MediaError(path, f"cannot decode image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise MediaError(path, f"cannot decode image: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a MediaError naming the file
+        raise _failure(path, "image", exc) from None
+
+
+def _alpha_only(image: Image.Image) -> bool:
+    """Whether all of ``image``'s content is in its alpha channel: flat colour channels, varying alpha."""
+    if "A" not in image.getbands() and not (image.mode == "P" and "transparency" in image.info):
+        return False
+    extrema = image.convert("RGBA").getextrema()
+    return all(low == high for low, high in extrema[:3]) and extrema[3][0] != extrema[3][1]
 
 
 def select_frames(frames: list, count: int) -> list:
@@ -276,17 +354,24 @@ def decode_clip(audio_path, visual_path_or_folder, pre: Preprocessing = Preproce
     The audio is read at ``pre.sample_rate``, cut to ``segment`` when given, tiled or
     cut to ``pre.clip_seconds`` and turned into :func:`log_spectrogram`; the frames
     are sampled at ``pre.fps`` (inside ``segment``), ``pre.frames`` of them picked
-    by :func:`select_frames` and resized to ``pre.frame_size``.
+    by :func:`select_frames` and resized to ``pre.frame_size``. Any failure is a
+    :class:`MediaError` naming the audio or the visual file.
     """
-    wave = read_audio(audio_path, pre.sample_rate)
-    if segment is not None:
-        wave = wave[round(segment[0] * pre.sample_rate):round(segment[1] * pre.sample_rate)]
-        if len(wave) == 0:
-            raise MediaError(audio_path, f"no audio in the segment {segment[0]}-{segment[1]} s")
-    wave = fit_length(wave, round(pre.clip_seconds * pre.sample_rate))
-    spec = log_spectrogram(wave, pre.n_fft, pre.hop_length).to(torch.float16)
-    frames = resize_frames(select_frames(read_frames(visual_path_or_folder, pre.fps, segment), pre.frames),
-                           pre.frame_size)
+    try:
+        wave = read_audio(audio_path, pre.sample_rate)
+        if segment is not None:
+            wave = wave[round(segment[0] * pre.sample_rate):round(segment[1] * pre.sample_rate)]
+            if len(wave) == 0:
+                raise MediaError(audio_path, f"no audio in the segment {segment[0]}-{segment[1]} s")
+        wave = fit_length(wave, round(pre.clip_seconds * pre.sample_rate))
+        spec = log_spectrogram(wave, pre.n_fft, pre.hop_length).to(torch.float16)
+    except Exception as exc:  # noqa: BLE001
+        raise _failure(audio_path, "audio", exc) from None
+    try:
+        frames = resize_frames(select_frames(read_frames(visual_path_or_folder, pre.fps, segment), pre.frames),
+                               pre.frame_size)
+    except Exception as exc:  # noqa: BLE001
+        raise _failure(visual_path_or_folder, "frames", exc) from None
     return spec, frames
 
 
