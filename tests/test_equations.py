@@ -192,3 +192,51 @@ def test_shuffled_control_permutes_weight_pairs():
     assert not torch.equal(w_imb2, w_imb)
     with pytest.raises(ValueError, match="unknown weight control"):
         control_weights(g, 1 - w_imb, w_imb, "other")
+
+
+def test_adaptive_loss_by_hand_on_a_batch_with_nonzero_balanced_mean():
+    """Eq. 10 on three samples whose gaps and weights all differ, with mu_0 = 0.1, each term by hand.
+
+    A batch of one and mu_0 = 0 cannot tell the batch mean from the sum, nor (g - mu_0) from g.
+    """
+    mix = GapMixture.from_dict({"weights": [0.7, 0.3], "means": [0.1, -0.4], "variances": [0.02, 0.05]})
+    # two classes; uniform visual logits (s_v = 1/2), audio probabilities of the true class 3/4, 1/2, 1/5
+    l_a = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0], [math.log(4.0), 0.0]])
+    l_v = torch.zeros(3, 2)
+    y = torch.tensor([0, 1, 1])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, -0.5]])
+    gaps = [0.75 - 0.5, 0.5 - 0.5, 0.2 - 0.5]
+    ces = [math.log(1 + math.exp(-2.0)), math.log(1 + math.exp(-1.0)), math.log(1 + math.exp(1.0))]
+    alpha, beta, gamma, epoch = 0.8, 1.5, 2.5, 3
+    lam = 0.96 ** 3
+    terms = []
+    for g, ce in zip(gaps, ces):
+        p0, p1 = 0.7 * _normal(g, 0.1, 0.02), 0.3 * _normal(g, -0.4, 0.05)
+        w_bal, w_imb = p0 / (p0 + p1), p1 / (p0 + p1)
+        terms.append(alpha * w_bal * ce + lam * (beta * g ** 2 + gamma * w_imb * (g - 0.1) ** 2))
+    expected = sum(terms) / 3
+    got = adaptive_loss(logits, l_a, l_v, y, mix, epoch=epoch, alpha=alpha, beta=beta, gamma=gamma)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # the weights really differ across the batch (else the test could not tell a weight from its mean)
+    _, w_imb = mix.posteriors(torch.tensor(gaps))
+    assert w_imb.max() - w_imb.min() > 0.5
+    # each gap term alone, averaged over the batch
+    gap_only = adaptive_loss(logits, l_a, l_v, y, mix, epoch=0, alpha=0.0, beta=1.0, gamma=0.0)
+    assert gap_only.item() == pytest.approx(sum(g ** 2 for g in gaps) / 3, rel=1e-5)
+    centred = adaptive_loss(logits, l_a, l_v, y, mix, epoch=0, alpha=0.0, beta=0.0, gamma=1.0, use_weights=False)
+    assert centred.item() == pytest.approx(sum((g - 0.1) ** 2 for g in gaps) / 3, rel=1e-5)
+
+
+def test_gamma_term_pulls_an_imbalanced_gap_towards_the_balanced_mean():
+    """At a gap where w_imb is large, the gamma term's gradient points from g towards mu_0, not mu_1."""
+    mix = GapMixture.from_dict({"weights": [0.6, 0.4], "means": [0.1, 0.5], "variances": [0.01, 0.01]})
+    l_a = torch.tensor([[math.log(9.0), 0.0]], requires_grad=True)  # s_a = 0.9, s_v = 0.5: g = 0.4
+    l_v = torch.zeros(1, 2, requires_grad=True)
+    y = torch.tensor([0])
+    _, w_imb = mix.posteriors(torch.tensor([0.4]))
+    assert w_imb.item() > 0.9
+    loss = adaptive_loss(l_a + l_v, l_a, l_v, y, mix, epoch=0, alpha=0.0, beta=0.0, gamma=1.0)
+    assert loss.item() == pytest.approx(w_imb.item() * (0.4 - 0.1) ** 2, rel=1e-5)
+    loss.backward()
+    # d/dl_a0 of w_imb (g - mu_0)^2 = 2 w_imb (g - mu_0) s_a (1 - s_a): lowers s_a since g > mu_0
+    assert l_a.grad[0, 0].item() == pytest.approx(2 * w_imb.item() * 0.3 * 0.9 * 0.1, rel=1e-4)
