@@ -283,3 +283,13 @@ def test_flv_cut_in_half_stops_the_load_or_is_skipped_and_counted(corpus, tmp_pa
     data = load_dataset("crema-d", corpus, PRE, on_error="skip", cache_root=tmp_path / "cache2")
     assert data.info["skipped_count"] == 1 and data.info["skipped"][0]["clip"] == flv.stem
     assert data.info["skipped"][0]["reason"].startswith("truncated")
+
+
+def test_label_only_in_test_names_the_split_file(corpus, tmp_path):
+    rows = [(e.clip, e.label) for e in read_split_file(corpus / "train.csv") if e.label != "SAD"]
+    write_split(corpus / "train.csv", rows)
+    test_rows = read_split_file(corpus / "test.csv")
+    first_sad = next(e.line for e in test_rows if e.label == "SAD")
+    with pytest.raises(ListingError, match=f"test.csv, line {first_sad}: label\\(s\\) 'SAD' appear in the test split "
+                                           f"but not in train"):
+        load_dataset("crema-d", corpus, PRE, cache_root=tmp_path / "cache")

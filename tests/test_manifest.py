@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from fixtures_media import tone, write_video, write_wav
-from gapkit.data import load_dataset
+from gapkit.data import carve_validation, load_dataset
 from gapkit.data.base import Preprocessing
 from gapkit.data.manifest import read_corpus
 from gapkit.data.media import ListingError, MediaError
@@ -58,7 +58,9 @@ def test_folder_as_data_root_and_val_carved_when_absent(media, tmp_path):
     rows = [r.replace(",val", ",train") for r in ROWS]
     path = _manifest(media, tmp_path, rows)
     data = load_dataset("manifest", path.parent, PRE, val_fraction=0.5, cache_root=tmp_path / "cache")
-    assert len(data.train) == 1 and len(data.val) == 2 and len(data.test) == 1
+    # half of class 10's two clips go to val; class 2's only train clip stays in train
+    assert data.train.clips == ["sound/a.wav", "sound/b.wav"] or data.train.clips == ["sound/a.wav", "sound/d.wav"]
+    assert len(data.val) == 1 and len(data.test) == 1
     assert data.info["val_source"].startswith("carved from train")
 
 
@@ -103,3 +105,42 @@ def test_manifest_needs_a_path(tmp_path):
         load_dataset("manifest")
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         load_dataset("manifest", tmp_path / "missing.csv")
+
+
+def test_path_aliases_are_one_clip(media, tmp_path):
+    rows = ["./sound/a.wav,./pictures/a.png,2,train", "sound/b.wav,frames/b/,10,train",
+            "sound//c.wav,video/../video/c.mp4,2,test"]
+    corpus = read_corpus(_manifest(media, tmp_path / "ok", rows))
+    assert [s.clip for s in corpus.sources] == ["sound/a.wav", "sound/b.wav", "sound/c.wav"]
+    assert corpus.splits["test"] == ["sound/c.wav"]
+    path = _manifest(media, tmp_path / "alias", rows + ["sound/./a.wav,pictures/a.png,2,test"])
+    with pytest.raises(ListingError, match=r"line 5: audio sound/./a.wav already listed on line 2 "
+                                           r"\(written './sound/a.wav' there\)"):
+        read_corpus(path)
+    absolute = f"{path.parent / 'sound' / 'b.wav'},frames/b,10,test"
+    path.write_text("\n".join([HEADER, *rows, absolute]) + "\n", encoding="utf-8")
+    with pytest.raises(ListingError, match="line 5: .* already listed on line 3"):
+        read_corpus(path)
+
+
+def test_label_only_in_test_names_the_labels_and_the_listing(media, tmp_path):
+    rows = [ROWS[0], ROWS[1], "sound/c.wav,video/c.mp4,bird,test", "sound/d.wav,video/d.flv,fish,val"]
+    path = _manifest(media, tmp_path, rows)
+    with pytest.raises(ListingError, match="line 5: label\\(s\\) 'fish' appear in the val split but not in train"):
+        load_dataset("manifest", path, PRE, cache_root=tmp_path / "cache")
+    path.write_text("\n".join([HEADER, *rows[:3]]) + "\n", encoding="utf-8")
+    with pytest.raises(ListingError, match="line 4: label\\(s\\) 'bird' appear in the test split") as info:
+        load_dataset("manifest", path, PRE, cache_root=tmp_path / "cache")
+    assert str(path) in str(info.value) and "Add train clips" in str(info.value)
+    assert not (tmp_path / "cache").exists()  # refused before decoding anything
+
+
+def test_empty_carved_validation_says_why_and_how_to_fix(media, tmp_path):
+    rows = [r.replace(",val", ",train") for r in ROWS]  # 3 train clips: 1 of class 2, 2 of class 10
+    path = _manifest(media, tmp_path, rows)
+    with pytest.raises(ValueError, match=r"carved from train is empty: val_fraction 0.1 .* largest class has 2 "
+                                         r"train clips; a class needs 5 .* at least 0.25 \(--set val_fraction"):
+        load_dataset("manifest", path, PRE, val_fraction=0.1, cache_root=tmp_path / "cache")
+    with pytest.raises(ValueError, match="every class has a single train clip"):
+        carve_validation([0, 1, 2], 0.5, seed=0)
+    assert carve_validation([0, 0, 1], 0.0, seed=0) == ([0, 1, 2], [])  # no validation asked for

@@ -12,6 +12,7 @@ corpus is written in CREMA-D's layout) reads its listings into clips and splits;
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -32,8 +33,11 @@ __all__ = ["DATASETS", "AVData", "AVSplit", "ListingError", "MediaError", "Prepr
 def carve_validation(labels, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Positions ``(train, val)`` of a stratified hold-out: ``fraction * n_c`` of each class ``c`` to val.
 
-    The count per class is rounded half up (``int(fraction * n_c + 0.5)``); the clips are
-    drawn with ``numpy.random.default_rng(seed)``; both lists keep the input order.
+    The count per class is rounded half up (``int(fraction * n_c + 0.5)``) and leaves
+    at least one clip of every class in train; the clips are drawn with
+    ``numpy.random.default_rng(seed)``; both lists keep the input order. A positive
+    ``fraction`` that holds out no clip at all (too few clips per class) is an
+    error that says how large ``fraction`` must be.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
@@ -42,7 +46,20 @@ def carve_validation(labels, fraction: float, seed: int) -> tuple[list[int], lis
     val = set()
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        val.update(rng.permutation(members)[:int(fraction * len(members) + 0.5)].tolist())
+        take = min(int(fraction * len(members) + 0.5), len(members) - 1)
+        val.update(rng.permutation(members)[:take].tolist())
+    if fraction > 0 and not val and len(labels):
+        largest = max(Counter(labels.tolist()).values())
+        if largest < 2:
+            fix = "every class has a single train clip, which stays in train"
+            remedy = "list validation clips in the corpus (a manifest's 'val' rows) or add train clips"
+        else:
+            fix = (f"the largest class has {largest} train clips; a class needs {max(2, math.ceil(0.5 / fraction))} "
+                   f"for one to go to validation at this fraction")
+            remedy = (f"raise val_fraction to at least {math.ceil(500 / largest) / 1000} (--set val_fraction=...), "
+                      f"or list validation clips in the corpus (a manifest's 'val' rows)")
+        raise ValueError(f"the validation split carved from train is empty: val_fraction {fraction} of each "
+                         f"class's train clips rounds to 0 ({fix}). Fix: {remedy}")
     return [i for i in range(len(labels)) if i not in val], sorted(val)
 
 
@@ -60,14 +77,44 @@ def _default_root(dataset: str) -> Path:
 def _read_corpus(dataset: str, root: Path, split: str, split_seed: int, splits_dir) -> Corpus:
     if dataset in ("synthetic", "crema-d"):
         from . import cremad
-        return cremad.read_corpus(root, splits_dir=splits_dir, split=split, split_seed=split_seed)
-    if split != "standard":
+        corpus = cremad.read_corpus(root, splits_dir=splits_dir, split=split, split_seed=split_seed)
+    elif split != "standard":
         raise ValueError(f"split={split!r} applies to CREMA-D layouts only; {dataset} has one split")
-    if dataset == "ave":
+    elif dataset == "ave":
         from . import ave
-        return ave.read_corpus(root)
-    from . import manifest
-    return manifest.read_corpus(root)
+        corpus = ave.read_corpus(root)
+    else:
+        from . import manifest
+        corpus = manifest.read_corpus(root)
+    check_labels_trained(corpus, f"split='speaker' put whole actors in test with split_seed {split_seed}: "
+                                 f"try another seed" if split == "speaker" else "")
+    return corpus
+
+
+def check_labels_trained(corpus: Corpus, note: str = "") -> None:
+    """Refuse a corpus whose val or test split lists a label that its train split lacks: no model can learn it.
+
+    The error names the labels, and the listing file and line of the first such clip;
+    ``note`` says how the splits were made where the listing alone does not.
+    """
+    sources = {s.clip: s for s in corpus.sources}
+    trained = {sources[c].label for c in corpus.splits["train"]}
+    for part in ("val", "test"):
+        untrained = {}
+        for clip in corpus.splits.get(part, []):
+            untrained.setdefault(sources[clip].label, sources[clip])
+        untrained = {label: s for label, s in untrained.items() if label not in trained}
+        if not untrained:
+            continue
+        names = ", ".join(repr(corpus.classes[label]) for label in sorted(untrained))
+        first = min(untrained.values(), key=lambda s: s.origin[1] if s.origin else 0)
+        reason = (f"label(s) {names} appear in the {part} split but not in train (first: clip {first.clip}): "
+                  f"no model can learn them. Add train clips with these labels, or remove their {part} clips")
+        if note:
+            reason += f" ({note})"
+        if first.origin is None:
+            raise ValueError(reason)
+        raise ListingError(first.origin[0], first.origin[1], reason)
 
 
 def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Preprocessing(), *, synthetic=None,

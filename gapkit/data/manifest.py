@@ -12,11 +12,14 @@ Paths are relative to the manifest's folder (absolute ones are kept). ``split`` 
 train. Other columns are ignored. Labels are any strings or integers; the class
 list is the sorted unique labels, as strings, sorted as numbers when all are
 integers (so labels 0..10 keep their values as class indices). A clip is named by
-its ``audio`` path as written, which must be unique.
+its ``audio`` path in one spelling (``./sound/a.wav`` and ``sound//a.wav`` are
+``sound/a.wav``); two rows whose audio is the same file, however written (relative,
+absolute, through ``..``), are an error, so one clip cannot land in two splits.
 """
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from .cache import ClipSource, Corpus
@@ -30,6 +33,11 @@ def manifest_path(data_root) -> Path:
     """The manifest CSV: ``data_root`` itself, or ``manifest.csv`` inside it when it is a folder."""
     path = Path(data_root)
     return path / "manifest.csv" if path.is_dir() else path
+
+
+def clip_path(text: str) -> str:
+    """A path as the manifest writes it, in one spelling: ``./a//b/../c.wav`` -> ``a/c.wav``."""
+    return Path(os.path.normpath(text)).as_posix()
 
 
 def _class_order(labels: set[str]) -> list[str]:
@@ -58,6 +66,7 @@ def read_corpus(data_root) -> Corpus:
         raise ListingError(path, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
     entries, first = [], {}
+    base = path.parent
     for line, row in rows:
         values = {c: (row.get(c) or "").strip() for c in COLUMNS}
         if not any(values.values()):
@@ -67,16 +76,21 @@ def read_corpus(data_root) -> Corpus:
             raise ListingError(path, line, f"empty {', '.join(empty)}")
         if values["split"] not in SPLITS:
             raise ListingError(path, line, f"unknown split {values['split']!r}; use train, val or test")
-        if values["audio"] in first:
-            raise ListingError(path, line, f"audio {values['audio']} already listed on line {first[values['audio']]}")
-        first[values["audio"]] = line
+        written = values["audio"]
+        values["audio"], values["visual"] = clip_path(values["audio"]), clip_path(values["visual"])
+        file = (base / values["audio"]).resolve()  # one file, however its path is spelt
+        if file in first:
+            other_line, other = first[file]
+            spelt = "" if other == written else f" (written {other!r} there)"
+            raise ListingError(path, line, f"audio {written} already listed on line {other_line}{spelt}: "
+                                           f"one clip cannot be listed twice")
+        first[file] = (line, written)
         entries.append((line, values))
     for part in ("train", "test"):
         if not any(v["split"] == part for _, v in entries):
             raise ListingError(path, None, f"empty split: no '{part}' rows")
 
     classes = _class_order({v["label"] for _, v in entries})
-    base = path.parent
     sources = [ClipSource(v["audio"], classes.index(v["label"]), base / v["audio"], base / v["visual"],
                           origin=(path, line)) for line, v in entries]
     splits = {part: [v["audio"] for _, v in entries if v["split"] == part] for part in SPLITS}
