@@ -161,5 +161,6 @@ def test_missing_warmup_is_named(runs, profile, data, tmp_path):
 
 def test_figure(view, tmp_path):
     fig = figures.per_sample_change(view[1])
-    paths = figures.save_figure(fig, tmp_path, "per_sample_change")
+    assert figures.save_figure(fig, tmp_path, "per_sample_change") is None  # a notebook cell shows nothing else
+    paths = figures.figure_paths(tmp_path, "per_sample_change")
     assert paths["png"].stat().st_size > 5000 and paths["pdf"].read_bytes()[:5] == b"%PDF-"

@@ -25,21 +25,37 @@ MODALITY_COLUMNS = {"val_acc": "fused", "val_acc_audio": "audio", "val_acc_visua
 MODALITY_PALETTE = {"fused": "#333333", "audio": "#1f77b4", "visual": "#ff7f0e"}
 
 
+#: the seed of everything random in a drawing (seaborn's strip-plot jitter draws from numpy's global generator)
+PLOT_SEED = 0
+
+
 @contextmanager
 def style():
-    """The figures' look: seaborn's whitegrid at notebook scale."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
-        yield
+    """The figures' look: seaborn's whitegrid at notebook scale; numpy's global generator seeded with
+    :data:`PLOT_SEED` inside (and restored after), so that the same data give the same pixels."""
+    state = np.random.get_state()
+    np.random.seed(PLOT_SEED)
+    try:
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
+            yield
+    finally:
+        np.random.set_state(state)
 
 
-def save_figure(fig: matplotlib.figure.Figure, directory, name: str, dpi: int = 150) -> dict[str, Path]:
-    """``<directory>/<name>.png`` and ``.pdf``; returns the paths."""
+def figure_paths(directory, name: str) -> dict[str, Path]:
+    """Where :func:`save_figure` writes: ``{"png": <directory>/<name>.png, "pdf": <directory>/<name>.pdf}``."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    out = {"png": directory / f"{name}.png", "pdf": directory / f"{name}.pdf"}
+    return {"png": directory / f"{name}.png", "pdf": directory / f"{name}.pdf"}
+
+
+def save_figure(fig: matplotlib.figure.Figure, directory, name: str, dpi: int = 150) -> None:
+    """Write ``<directory>/<name>.png`` and ``.pdf`` (:func:`figure_paths`), without timestamps or software
+    versions in their metadata, so that the same figure gives the same bytes. Returns nothing: a notebook cell
+    that ends with it shows only the figure."""
+    out = figure_paths(directory, name)
+    out["png"].parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out["png"], dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(out["pdf"], bbox_inches="tight", metadata={"CreationDate": None, "Creator": None, "Producer": None})
-    return out
 
 
 def _mixture(params) -> GapMixture:
@@ -50,7 +66,11 @@ def _mixture(params) -> GapMixture:
 
 def fig2_gap_gmm(gaps: np.ndarray, params, *, dataset: str = "synthetic", seed: int | None = None,
                  bins: int = 60) -> matplotlib.figure.Figure:
-    """Figure 2: histogram of the post-warm-up gaps, both weighted components (dashed) and their sum (Eq. 8)."""
+    """Figure 2: histogram of the post-warm-up gaps, both weighted components (dashed) and their sum (Eq. 8).
+
+    Components are numbered as in Eq. 8 and the tables: 0 balanced, 1 imbalanced (the paper's figure itself says
+    "Component 1" and "Component 2"). The legend and the paper's values sit below the axes, off the data.
+    """
     mix = _mixture(params)
     gaps = np.asarray(gaps, dtype=float)
     gaps = gaps[np.isfinite(gaps)]
@@ -61,16 +81,13 @@ def fig2_gap_gmm(gaps: np.ndarray, params, *, dataset: str = "synthetic", seed: 
         sns.histplot(gaps, bins=np.linspace(-1, 1, bins + 1), stat="density", color="#9ecae1", edgecolor="white",
                      linewidth=0.3, ax=ax, label=f"gaps of the {len(gaps)} training clips")
         colors = ("#d62728", "#2ca02c")
-        names = ("component 1: balanced", "component 2: imbalanced")
+        names = ("balanced", "imbalanced")
         for k in range(2):
             mu, w = mix.means[k], mix.weights[k]
-            ax.plot(x, comp[k], "--", color=colors[k], lw=2, label=rf"{names[k]} ($\mu$ = {mu:.4f}, w = {w:.3f})")
+            ax.plot(x, comp[k], "--", color=colors[k], lw=2,
+                    label=rf"component {k}, {names[k]}: $\mu_{k}$ = {mu:.4f}, $\pi_{k}$ = {w:.3f}")
             if w > 0:
-                peak = comp[k].max()
-                ax.annotate(rf"$\mu$ = {mu:.4f}" + "\n" + f"w = {w:.3f}", xy=(mu, peak),
-                            xytext=(12 if k == 0 else -12, 14), textcoords="offset points", color=colors[k],
-                            ha="left" if k == 0 else "right", fontsize=9,
-                            arrowprops=dict(arrowstyle="-", color=colors[k], lw=0.8))
+                ax.axvline(mu, color=colors[k], ls=":", lw=1)
         ax.plot(x, comp.sum(0), "-", color="black", lw=1.2, label="mixture p(g) (Eq. 8)")
         ax.set_xlim(-1, 1)
         ax.set_xlabel(GAP_LABEL)
@@ -78,12 +95,12 @@ def fig2_gap_gmm(gaps: np.ndarray, params, *, dataset: str = "synthetic", seed: 
         who = f", seed {seed}" if seed is not None else ""
         ax.set_title(f"Figure 2. GMM fit of the modality gap after warm-up ({dataset_label(dataset)}{who})")
         r = GMM_REPORTED
-        note = (f"paper (CREMA-D): $\\mu_0$ = {r['mu_bal']}, w = {r['w_bal']};  "
-                f"$\\mu_1$ = {r['mu_imb']}, w = {r['w_imb']}")
+        note = (f"dotted: component means.  Paper (CREMA-D): $\\mu_0$ = {r['mu_bal']}, $\\pi_0$ = {r['w_bal']};  "
+                f"$\\mu_1$ = {r['mu_imb']}, $\\pi_1$ = {r['w_imb']}")
         if mix.fallback:
             note += f"\nsingle-Gaussian fallback: {mix.fallback}"
-        ax.text(0.01, 0.98, note, transform=ax.transAxes, va="top", fontsize=8, color="#555555")
-        ax.legend(loc="upper right", fontsize=8, frameon=True, bbox_to_anchor=(1.0, 0.92))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, fontsize=8, frameon=False,
+                  title=note, title_fontsize=8)
         fig.tight_layout()
     return fig
 
