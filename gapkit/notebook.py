@@ -8,7 +8,11 @@ cell after it (``-p NAME VALUE``). :func:`setup` then
 * resolves the profile (``get_profile(profile, **overrides)`` with the device),
 * names where results, figures and tables go: ``<results>/<profile>/...``,
   ``<figures>/<profile>/``, ``<tables>/<profile>/``; a corpus other than the embedded one gets
-  a ``<dataset>/`` subfolder so that its outputs never overwrite the embedded dataset's.
+  a ``<dataset>/`` subfolder so that its outputs never overwrite the embedded dataset's,
+* lets pandas show every column of a table (the run tables are wider than its default of 20).
+
+The helpers a cell ends with return nothing (``save_results``, like ``report.figures.save_figure``), so
+that a cell shows its figure or table and no echo of paths.
 """
 from __future__ import annotations
 
@@ -99,19 +103,20 @@ class NotebookSetup:
         """Keyword arguments for :mod:`gapkit.studies`' functions."""
         return {"dataset": self.dataset, "results_root": self.results_root, "device": self.device}
 
-    def load_data(self, progress: bool = False):
+    def load_data(self, progress: bool = True):
+        """The profile's corpus, generated or decoded into the cache on first use (with a progress bar)."""
         from .experiments import load_data
 
         return load_data(self.profile, self.dataset, self.data_root, progress=progress)
 
-    def save_results(self, values: dict) -> Path:
-        """Write the notebook's scalar results (with the settings that produced them) as JSON."""
+    def save_results(self, values: dict) -> None:
+        """Write the notebook's scalar results (with the settings that produced them) as JSON to
+        :attr:`results_json`."""
         payload = {"notebook": self.notebook, "profile": self.profile.to_dict(), "dataset": self.dataset,
                    "seeds": self.seeds, **_clean(values)}
         path = self.results_json
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
-        return path
 
     def describe(self) -> str:
         p = self.profile
@@ -141,6 +146,14 @@ def _clean(value):
     return value
 
 
+def show_all_columns() -> None:
+    """pandas display options for the notebooks: every column of a frame (no "..." hiding the last ones)."""
+    import pandas as pd
+
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.width", 240)
+
+
 def setup(notebook: str, namespace: dict, *, extra=()) -> NotebookSetup:
     """Check and resolve a notebook's parameters (the globals of its parameters cell and papermill's injected cell).
 
@@ -162,6 +175,7 @@ def setup(notebook: str, namespace: dict, *, extra=()) -> NotebookSetup:
     figures_root = Path(namespace["figures_root"]) if namespace["figures_root"] else paths.figures_dir()
     tables_root = Path(namespace["tables_root"]) if namespace["tables_root"] else paths.tables_dir()
     part = _dataset_part(dataset)
+    show_all_columns()
     return NotebookSetup(
         notebook=notebook, profile=profile, dataset=dataset, data_root=namespace["data_root"] or None, device=device,
         seeds=resolve_seeds(namespace["seeds"], profile), results_root=results_root,
