@@ -59,7 +59,7 @@ class TrainConfig:
     adaptive_steps: int = 4          # S_adaptive
     adaptive_epochs: int = 5         # E_adaptive
     batch_size: int = 64
-    optimizer: str = "sgd"           # "sgd" or "adam"
+    optimizer: str = "sgd"           # "sgd", "adam" or "adamw" (decoupled weight decay)
     lr: float = 2e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -96,7 +96,7 @@ class TrainConfig:
         need(self.lr > 0, "lr", "a number > 0")
         need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(self.optimizer in ("sgd", "adam"), "optimizer", "'sgd' or 'adam'")
+        need(self.optimizer in ("sgd", "adam", "adamw"), "optimizer", "'sgd', 'adam' or 'adamw'")
         need(self.lr_schedule in ("constant", "cosine", "step"), "lr_schedule", "'constant', 'cosine' or 'step'")
         need(self.lr_step_size >= 1, "lr_step_size", "an integer >= 1")
         need(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
@@ -128,13 +128,15 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's) or Adam, with the config's learning rate and weight decay."""
+    """SGD with momentum (the paper's), Adam or AdamW, with the config's learning rate and weight decay."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd' or 'adam'")
+    if config.optimizer == "adamw":  # some peers' own optimizer (gapkit.methods.peer_settings)
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd', 'adam' or 'adamw'")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

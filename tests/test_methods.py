@@ -13,13 +13,16 @@ from gapkit.methods import METHODS, PEERS, Context, StepOutput, make_method
 from gapkit.methods.agm import AGM, agm_coefficients, mono_modal_score, scale_gradient
 from gapkit.methods.d_and_r import feature_purity, purity_score, relearn_weight, soft_reinit
 from gapkit.methods.g_blending import GBlending, ogr_weights
-from gapkit.methods.greedy import MMTM, Greedy
+from gapkit.methods.d_and_r import DiagnoseRelearn
+from gapkit.methods.greedy import MMTM, MMTM_STAGES, Greedy, greedy_forward
 from gapkit.methods.mla import MLA, entropy_weights, modify_gradient, update_projector
+from gapkit.methods.ogm import OGM
 from gapkit.methods.ogm_ge import OGMGE, modulate_encoder_gradients, ogm_coefficients, true_class_score
-from gapkit.methods.opm_ogm import drop_features, opm_drop_probabilities
+from gapkit.methods.opm import OPM, drop_features, opm_drop_probabilities
+from gapkit.methods.peer_settings import DEFAULT_PEER_OPTIONS, PEER_SETTINGS, peer_overrides, settings_table
 from gapkit.methods.pmr import PMR, class_means, entropy, pmr_coefficient, prototype_logits
 from gapkit.models import AVClassifier
-from gapkit.training import Trainer, TrainConfig
+from gapkit.training import Trainer, TrainConfig, make_optimizer
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,6 +152,7 @@ def test_pmr_loss_adds_pce_for_the_slow_and_entropy_for_the_dominant(data):
     model = _model()
     audio, visual, y = _batch(data)
     method = PMR(alpha=2.0, mu=0.1, entropy_epochs=1)
+    assert method.options["coefficient"] == "constant"     # the authors' beta = alpha
     with torch.no_grad():
         phi_a, phi_v = model.encode(audio, visual)
     # audio prototypes at its class means (well separated), visual prototypes all equal (uninformative)
@@ -159,14 +163,44 @@ def test_pmr_loss_adds_pce_for_the_slow_and_entropy_for_the_dominant(data):
         pv = prototype_logits(phi_v, method.prototypes["visual"])
         rho = true_class_score(pa, y).item() / true_class_score(pv, y).item()
         assert rho > 1                      # audio dominates, visual is the slow modality
-        beta = 2.0 * (rho - 1)
+        beta = 2.0
         expected = F.cross_entropy(model(audio, visual)[0], y) + beta * F.cross_entropy(pv, y)
         if with_entropy:
             expected = expected - 0.1 * entropy(pa)
         torch.testing.assert_close(out.loss, expected, atol=1e-5, rtol=1e-5)
-    assert pmr_coefficient(1.0, 2.0) == 0 and pmr_coefficient(1.5, 2.0, "constant") == 2.0
+    assert pmr_coefficient(1.0, 2.0) == 0 and pmr_coefficient(1.5, 2.0) == 2.0
+    assert pmr_coefficient(1.5, 2.0, "ratio") == pytest.approx(1.0)   # gapkit's variant: alpha (rho - 1)
     torch.testing.assert_close(prototype_logits(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0], [0.0, 1.0]])),
                                torch.tensor([[-5.0, -1.0]]))
+
+
+def test_pmr_pce_gradient_reaches_only_the_slow_encoder_with_weight_alpha(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    method = PMR(alpha=2.0, mu=0.0)
+    with torch.no_grad():
+        phi_a, phi_v = model.encode(audio, visual)
+    # audio prototypes at its class means, visual prototypes at the class means of permuted labels: visual is slow
+    method.prototypes = {"audio": class_means(phi_a, y, 3), "visual": class_means(phi_v, (y + 1) % 3, 3)}
+    pa = prototype_logits(phi_a, method.prototypes["audio"])
+    pv = prototype_logits(phi_v, method.prototypes["visual"])
+    assert true_class_score(pa, y) > true_class_score(pv, y)
+    method.training_step(model, audio, visual, y, _ctx(5)).loss.backward()
+    with_pmr = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    F.cross_entropy(model(audio, visual)[0], y).backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    (2.0 * F.cross_entropy(prototype_logits(model.visual_encoder(visual), method.prototypes["visual"]), y)).backward()
+    pce = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    moved = 0
+    for n in with_pmr:
+        if n.startswith("visual_encoder"):
+            torch.testing.assert_close(with_pmr[n] - plain[n], pce[n], atol=1e-5, rtol=1e-3)
+            moved += int(pce[n].abs().max() > 1e-6)
+        else:                                    # the dominant encoder and the head: L_MM's gradient alone
+            torch.testing.assert_close(with_pmr[n], plain[n], atol=1e-6, rtol=1e-4)
+    assert moved > 0
 
 
 # --- AGM ------------------------------------------------------------------------------------------
@@ -241,6 +275,67 @@ def test_mla_projection_makes_the_gradient_orthogonal_to_the_inputs_seen():
     torch.testing.assert_close(modify_gradient(G, P, "add"), G + G @ P.T)
 
 
+class _Head(torch.nn.Module):
+    def __init__(self, d, m):
+        super().__init__()
+        self.mla_head = torch.nn.Linear(d, m)
+
+
+def _mla_response_change(method, seed=0, d=16, m=3, n=32, lr=0.1):
+    """Audio sub-step, then visual sub-step; returns (|dW r_a|, |lr G_v r_a|, |dW|, |lr G_v|) of the visual step."""
+    torch.manual_seed(seed)
+    model = _Head(d, m)
+    method.P = torch.eye(d)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    ctx = _ctx(batches_per_epoch=10, optimizer=optimizer)
+    y = torch.arange(n) % m
+    half = (torch.arange(d) < d // 2).float()
+    phi_a = torch.randn(n, d) + 5 * half          # the modalities' mean inputs point in different directions
+    phi_v = torch.randn(n, d) + 5 * (1 - half)
+    for phi in (phi_a, phi_v):
+        w0 = model.mla_head.weight.detach().clone()
+        optimizer.zero_grad()
+        F.cross_entropy(model.mla_head(phi), y).backward()
+        raw = model.mla_head.weight.grad.clone()
+        method.modify(model, phi, ctx)
+        optimizer.step()
+    step = model.mla_head.weight.detach() - w0
+    r_a = phi_a.mean(0)
+    return (step @ r_a).norm().item(), (lr * raw @ r_a).norm().item(), step.norm().item(), (lr * raw).norm().item()
+
+
+def test_mla_projected_step_keeps_the_previous_modality_response_to_first_order():
+    # the paper: P updated with the previous modality's mean input, G <- G P (OWM recursion)
+    moved_r, raw_r, moved, raw = _mla_response_change(MLA())
+    assert moved_r < 1e-3 * raw_r            # W r_a is unchanged to first order by the visual step
+    assert moved > 0.03 * raw                # while the head still learns (P has unit Frobenius norm: ~1/sqrt(d))
+    # BalanceBenchmark's additive form G + G P barely changes the step: the response moves as much as unprojected
+    moved_r, raw_r, _, _ = _mla_response_change(MLA(projection="add"))
+    assert moved_r > 0.9 * raw_r
+    # the public codes' element-wise update and their use of the current modality's mean do not keep r_a either
+    moved_r, raw_r, _, _ = _mla_response_change(MLA(projector_update="outer"))
+    assert moved_r > 0.1 * raw_r
+    moved_r, raw_r, _, _ = _mla_response_change(MLA(projector_input="current"))
+    assert moved_r > 0.1 * raw_r
+    moved_r, raw_r, _, _ = _mla_response_change(MLA(projection="none"))   # the released code: no projection
+    assert moved_r == pytest.approx(raw_r, rel=1e-5)
+
+
+def test_mla_first_sub_step_is_unmodified_and_the_previous_mean_is_kept_for_resume():
+    method = MLA()
+    model = _Head(4, 2)
+    method.P = torch.eye(4)
+    model.mla_head.weight.grad = torch.ones(2, 4)
+    phi = torch.arange(8.0).view(2, 4)
+    method.modify(model, phi, _ctx(batches_per_epoch=1))
+    torch.testing.assert_close(model.mla_head.weight.grad, torch.ones(2, 4))   # nothing seen before
+    torch.testing.assert_close(method.previous_mean, phi.mean(0))
+    other = MLA()
+    other.load_state_dict(method.state_dict())
+    torch.testing.assert_close(other.previous_mean, phi.mean(0))
+    assert other.sub_steps == 1
+
+
 def test_mla_entropy_weights_favour_the_confident_modality():
     confident = torch.tensor([[5.0, 0.0, 0.0]])
     unsure = torch.tensor([[0.1, 0.0, 0.0]])
@@ -300,20 +395,42 @@ def test_mmtm_rebalancing_cuts_the_cross_modal_flow_into_the_caring_modality():
 
 
 def test_greedy_enters_a_rebalancing_window_for_the_modality_leaning_on_the_bypass(data):
-    method = Greedy(epsilon=0.1, window=3, starting_epoch=1)
+    method = Greedy(epsilon=0.1, window=3, starting_epoch=2)
     model = _model()
     method.setup(model)
     values = iter([0.5, -0.5, 0.01])
     method.conditional_speed = lambda model: next(values)
-    method.after_backward(model, None, None, _ctx(0))   # before starting_epoch: measured, never acted on
+    method.after_backward(model, None, None, _ctx(0))   # the authors' epoch 1 (< 2): measured, never acted on
     assert not method.curation
-    method.after_backward(model, None, None, _ctx(1))   # d = -0.5: visual leans on the bypass
+    method.after_backward(model, None, None, _ctx(1))   # their epoch 2; d = -0.5: visual leans on the bypass
     assert method.curation and method.caring == 1
     for _ in range(3):
         method.after_backward(model, None, None, _ctx(1))
     assert not method.curation                          # the window of 3 steps is over
     method.after_backward(model, None, None, _ctx(1))   # d = 0.01 < epsilon
     assert not method.curation
+
+
+def test_greedy_network_is_the_authors_three_mmtm_and_averaged_branch_heads(data):
+    assert Greedy().options == {"epsilon": 0.01, "window": 5, "starting_epoch": 2, "ratio": 4}
+    model = _model()
+    method = Greedy()
+    method.setup(model)
+    channels = [stage[-1].bn2.num_features for stage in model.audio_encoder.stages]
+    assert MMTM_STAGES == (1, 2, 3) and len(model.greedy_mmtm) == 3
+    assert [mmtm.excite_audio.out_features for mmtm in model.greedy_mmtm] == channels[1:]
+    audio, visual, y = _batch(data)
+    fused, out_a, out_v = greedy_forward(model, audio, visual)
+    torch.testing.assert_close(fused, 0.5 * (out_a + out_v))
+    seen = {}
+    model.greedy_heads[0].register_forward_hook(lambda mod, args, out: seen.update(phi_a=args[0]))
+    greedy_forward(model, audio, visual)
+    torch.testing.assert_close(model.greedy_heads[0](seen["phi_a"]), out_a)
+    out = method.training_step(model, audio, visual, y, _ctx())
+    out.loss.backward()
+    assert model.fusion.weight.grad is None                      # the concat head is not used
+    assert model.greedy_heads[1].weight.grad.abs().sum() > 0
+    torch.testing.assert_close(out.loss, F.cross_entropy(0.5 * (out.logits_a + out.logits_v), y))
 
 
 def test_greedy_conditional_speed_is_bdr_difference(data):
@@ -343,6 +460,35 @@ def test_soft_reinit_interpolates_toward_the_initial_weights():
         torch.testing.assert_close(p.detach(), 0.3 * init[k] + 0.7 * current[k])
 
 
+def test_d_and_r_resets_each_encoder_toward_its_initial_weights_by_its_own_weight(data, monkeypatch):
+    model = _model()
+    method = DiagnoseRelearn(reinit_epoch=2, reinit_num=1)
+    method.setup(model)
+    init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        for b in model.buffers():
+            if b.dtype.is_floating_point:
+                b.add_(0.5)
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    weights = {"weight_audio": 0.25, "weight_visual": 0.75}
+    monkeypatch.setattr(method, "diagnose", lambda model, data: dict(weights))
+    method.on_epoch_start(model, data, _ctx(2))       # after epoch 1: no diagnosis
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    method.on_epoch_start(model, data, _ctx(3))       # after epoch 2: re-learn
+    params = dict(model.named_parameters())
+    for k, v in model.state_dict().items():
+        if k in params and k.startswith(("audio_encoder", "visual_encoder")):
+            w = weights["weight_audio" if k.startswith("audio") else "weight_visual"]
+            torch.testing.assert_close(v, w * init[k] + (1 - w) * trained[k])
+        else:                                        # the head and every BatchNorm statistic keep their state
+            assert torch.equal(v, trained[k]), k
+    after = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    method.on_epoch_start(model, data, _ctx(5))       # reinit_num = 1 reached
+    assert all(torch.equal(v, after[k]) for k, v in model.state_dict().items())
+
+
 def test_purity_and_relearn_weight_by_hand():
     labels = np.array([0, 0, 1, 1, 1, 2])
     clusters = np.array([5, 5, 5, 7, 7, 7])
@@ -354,7 +500,7 @@ def test_purity_and_relearn_weight_by_hand():
     assert feature_purity(separable, y, 3) == 1.0
 
 
-# --- OPM & OGM ------------------------------------------------------------------------------------
+# --- OPM and OGM (run separately, as their authors run them) --------------------------------------
 
 def test_opm_drops_only_the_dominant_modality_with_a_probability_growing_with_the_discrepancy():
     q_a, q_v = opm_drop_probabilities(30.0, 20.0, q_base=0.5, lam=0.5)
@@ -376,13 +522,84 @@ def test_opm_drops_only_the_dominant_modality_with_a_probability_growing_with_th
     assert keep.all()
 
 
+def test_opm_drops_the_dominant_features_in_the_forward_pass_after_the_warm_up(data):
+    model = _model()
+    audio, visual, y = _batch(data)
+    method = OPM(p_exe=1.0)
+    assert method.options["modulation_starts"] == 6 and "after_backward" not in vars(OPM)   # no gradient modulation
+    out = method.training_step(model, audio, visual, y, _ctx(5))          # their warm-up: plain L_MM
+    torch.testing.assert_close(out.loss, F.cross_entropy(model(audio, visual)[0], y))
+    phi_a, phi_v = model.encode(audio, visual)
+    la, lv = model.unimodal_logits(phi_a, phi_v)
+    q_a, q_v = opm_drop_probabilities(true_class_score(la, y), true_class_score(lv, y), 0.5, 0.5)
+    assert (q_a > 0) != (q_v > 0)                                         # only the dominant one is dropped
+    torch.manual_seed(3)
+    out = method.training_step(model, audio, visual, y, _ctx(6))
+    torch.manual_seed(3)
+    torch.rand(())                                                        # the p_exe draw
+    da, dv, keep = drop_features(phi_a, phi_v, q_a, q_v)
+    ce = F.cross_entropy(model.head(da, dv)[0], y, reduction="none")
+    expected = (ce * keep).sum() / keep.sum()
+    torch.testing.assert_close(out.loss, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out.loss, F.cross_entropy(model(audio, visual)[0], y))
+
+
+def test_ogm_modulates_the_dominant_encoder_only_after_the_authors_warm_up(data):
+    method = OGM(ge=False)
+    assert (method.options["alpha"], method.options["modulation_starts"], method.options["modulation_ends"]) == (0.8, 6, 60)
+    model = _model()
+    audio, visual, y = _batch(data)
+    for epoch, modulated in ((5, False), (6, True), (60, True), (61, False)):
+        model.zero_grad()
+        out = method.training_step(model, audio, visual, y, _ctx(epoch))
+        out = StepOutput(out.loss, out.logits, F.one_hot(y, 3).float() * 5, torch.zeros(len(y), 3))
+        out.loss.backward()
+        before = {n: p.grad.clone() for n, p in model.named_parameters()}
+        method.after_backward(model, out, y, _ctx(epoch))
+        k_a = ogm_coefficients(true_class_score(out.logits_a, y), true_class_score(out.logits_v, y), 0.8)[0]
+        assert k_a < 0.5
+        for n, p in model.named_parameters():
+            scaled = modulated and n.startswith("audio_encoder") and p.dim() == 4
+            torch.testing.assert_close(p.grad, before[n] * k_a if scaled else before[n])
+
+
+# --- each peer's own settings ---------------------------------------------------------------------
+
+def test_peer_settings_table_covers_every_peer_with_sources_and_valid_settings():
+    assert set(PEER_SETTINGS) == {cls.name for cls in PEERS}
+    for name, settings in PEER_SETTINGS.items():
+        assert settings.source
+        assert peer_overrides(name, "shared") == {}
+        over = peer_overrides(name, "authors")
+        if settings.optimizer is None:
+            assert over == {}
+        else:
+            TrainConfig(**over)                                           # every value is one the trainer accepts
+    mla = peer_overrides("mla", "authors")
+    assert (mla["optimizer"], mla["lr"], mla["momentum"], mla["weight_decay"]) == ("sgd", 1e-3, 0.9, 1e-4)
+    assert (mla["lr_schedule"], mla["lr_step_size"], mla["lr_gamma"]) == ("step", 70, 0.1)
+    assert peer_overrides("d-and-r", "authors")["lr"] == 2e-3
+    assert peer_overrides("d-and-r", "authors")["lr_schedule"] == "constant"
+    assert peer_overrides("agm", "authors")["lr"] == 1e-4
+    assert peer_overrides("g-blending", "authors") == {} and peer_overrides("concat", "authors") == {}
+    opm = TrainConfig(**peer_overrides("opm", "authors"))
+    assert isinstance(make_optimizer(torch.nn.Linear(2, 2), opm), torch.optim.AdamW)
+    with pytest.raises(ValueError, match="peer_settings"):
+        peer_overrides("mla", "mine")
+    for name, options in DEFAULT_PEER_OPTIONS.items():
+        assert name in PEER_SETTINGS
+        make_method(name, **options)                                      # every scaled option exists
+    assert list(settings_table()["method"]) == list(PEER_SETTINGS)
+
+
 # --- smoke runs and resume ------------------------------------------------------------------------
 
-SMOKE_OPTIONS = {"g-blending": {"super_epoch": 2}, "d-and-r": {"reinit_epoch": 1}, "opm-ogm": {"modulation_starts": 0},
+SMOKE_OPTIONS = {"g-blending": {"super_epoch": 2}, "d-and-r": {"reinit_epoch": 1}, "opm": {"modulation_starts": 0},
+                 "ogm": {"modulation_starts": 0},
                  "pmr": {"momentum_coef": 0.5, "proto_fraction": 0.5}, "agm": {"modulation_ends": 1}}
 DIAGNOSTIC = {"ogm-ge": "ogm_coeff_audio", "g-blending": "gb_weight_fused", "pmr": "pmr_ratio_audio",
               "agm": "agm_coeff_audio", "mla": "mla_sub_steps", "greedy": "greedy_d", "d-and-r": "dr_reinits",
-              "opm-ogm": "opm_q_audio"}
+              "opm": "opm_q_audio", "ogm": "ogm_coeff_audio"}
 
 
 def _train(data, name, epochs=3, out_dir=None):
@@ -392,7 +609,8 @@ def _train(data, name, epochs=3, out_dir=None):
 
 
 def test_registry_has_every_peer():
-    assert {cls.name for cls in PEERS} == {"ogm-ge", "g-blending", "pmr", "agm", "mla", "greedy", "d-and-r", "opm-ogm"}
+    assert [cls.name for cls in PEERS] == ["g-blending", "ogm-ge", "greedy", "pmr", "agm", "mla", "d-and-r", "opm",
+                                           "ogm"]
     for cls in PEERS:
         assert METHODS[cls.name] is cls and not cls.two_stage and not cls.fits_gmm
         assert isinstance(make_method(cls.name), cls)

@@ -1,12 +1,13 @@
 """Balanced multimodal learning against greedy learning (Wu, Jastrzebski, Cho and Geras, ICML 2022).
 
-The paper's network has one branch per modality with cross-modal connections, MMTM
-layers (multimodal transfer modules: squeeze both feature maps, excite each from the joint
-code), after each stage. The conditional utilization rate of a modality, how much the model
-relies on it given the other, is estimated during training by the *conditional learning
+The paper's network has one branch per modality, each with its own classifier, and cross-modal
+connections between them: MMTM layers (multimodal transfer modules: squeeze both feature maps,
+excite each from the joint code). The prediction is the mean of the two branches' outputs,
+f(x) = (h_a(phi_a) + h_v(phi_v)) / 2. The conditional utilization rate of a modality, how much the
+model relies on it given the other, is estimated during training by the *conditional learning
 speed*; for modality m,
 
-    M_main^m  += sum ||g||^2 / sum ||w||^2  over the parameters of branch m
+    M_main^m  += sum ||g||^2 / sum ||w||^2  over the parameters of branch m (its classifier included)
     M_bypass^m += the same over the cross-modal (MMTM) parameters feeding branch m
     BDR^m = log10(M_bypass^m / M_main^m),    d = BDR^audio - BDR^visual.
 
@@ -14,23 +15,32 @@ When |d| > ``epsilon`` the model has been learning greedily from one modality, a
 *re-balancing* window of ``window`` steps follows: the cross-modal input to
 the modality that leans on the bypass most (audio if d > 0, else visual) is cut, its MMTM
 excitation replaced by the running average of that excitation, so the modality must learn from
-its own branch. The loss is L_MM throughout.
+its own branch. The loss is L_MM (cross-entropy of f) throughout.
 
-In our model the MMTM layers (``model.greedy_mmtm``, four of them, after each of the four
-ResNet stages of both encoders) are added by :meth:`Greedy.setup`, and the method runs its own
-forward pass through the encoders' stages (:func:`greedy_forward`), also at evaluation.
+In our model :meth:`Greedy.setup` adds three MMTM layers (``model.greedy_mmtm``), after the
+second, third and fourth ResNet stages of both encoders, and one linear classifier per branch
+(``model.greedy_heads``); the concat head of the AVClassifier is not used. The method runs its own
+forward pass through the encoders' stages (:func:`greedy_forward`), also at evaluation; the
+unimodal logits it reports are the branch classifiers' outputs.
 
-From the authors' public code (nyukat/greedy_multimodal, ``Bias_Mitigation_Strong`` in
-``src/callbacks.py`` and ``MMTM_mitigate`` in ``src/models``), as facts: the excitation is a
-sigmoid that multiplies the feature map, the squeeze layer has 2 (C_a + C_v) / ratio units with
-ratio 4; the speeds are cumulative sums over all measured steps, the shared squeeze layer counts
-for both modalities' bypass; d is measured after every backward pass outside the re-balancing
-windows, the decision takes effect from the next step, and re-balancing is only allowed from
-epoch ``starting_epoch`` = 2 (before it, d is measured but never acted on); the running average
-of an excitation is the mean over all training steps of its batch mean (the public code updates
-the second modality's average from the first modality's excitation, which we do not copy).
-``epsilon`` = 0.001 and ``window`` = 5 are BalanceBenchmark's CREMA-D values
-(``configs/trainer_config.yaml``); the authors' own configuration files are not public here.
+From the authors' public code (nyukat/greedy_multimodal_learning, ``MMTM_MVCNN`` in
+``src/model.py``, ``MMTM_mitigate`` in ``src/balanced_mmtm.py``, ``Bias_Mitigation_Strong`` in
+``src/callbacks.py``, ``configs/training_guided.gin``), as facts: MMTM after layers 2, 3 and 4 only;
+each branch's own ``fc`` and the prediction ``(x_0 + x_1) / 2``; the excitation is a sigmoid that
+multiplies the feature map, the squeeze layer has 2 (C_a + C_v) / ratio units with ratio 4; the
+speeds are cumulative sums over all measured steps, a branch's main parameters include its
+classifier, the shared squeeze layer counts for both modalities' bypass; d is measured after every
+backward pass outside the re-balancing windows, the decision takes effect from the next step;
+``epsilon`` = 0.01, ``window`` = 5 (``curation_windowsize``) and ``starting_epoch`` = 2 from the
+guided configuration. Their training loop numbers epochs from 1 and unlocks re-balancing at the
+start of epoch ``starting_epoch``, i.e. after one full epoch; gapkit numbers epochs from 0, so
+re-balancing is allowed from its epoch ``starting_epoch - 1`` (before it, d is measured but never
+acted on). The running average of an excitation is the mean over all training steps of its batch
+mean (the public code updates the second modality's average from the first modality's excitation,
+which we do not copy). Their optimizer (SGD, lr 0.1, no momentum or weight decay, batch 8, the loss
+on a plateau reducing the lr; :mod:`gapkit.methods.peer_settings`) was set for their ModelNet40
+views, not for audio-visual data. BalanceBenchmark's CREMA-D configuration uses ``alpha`` (epsilon)
+= 0.001 and a window of 5.
 """
 from __future__ import annotations
 
@@ -76,19 +86,26 @@ class MMTM(nn.Module):
         return a * e_a[:, :, None, None], v * e_v[:, None, :, None, None]
 
 
+#: the encoder stages followed by an MMTM layer (0-based: ResNet's layer2, layer3 and layer4), as in the authors' model
+MMTM_STAGES = (1, 2, 3)
+
+
 def greedy_forward(model, audio: torch.Tensor, visual: torch.Tensor, curation: bool = False, caring: int = 0):
-    """(f(x), l^a, l^v) of the AVClassifier with ``model.greedy_mmtm`` between its encoders' stages."""
+    """(f(x), h_a(phi_a), h_v(phi_v)): the two branches with ``model.greedy_mmtm`` after stages 2-4, heads averaged."""
     enc_a, enc_v = model.audio_encoder, model.visual_encoder.frame_encoder
     b, t = visual.shape[:2]
     a = enc_a.stem(audio)
     v = enc_v.stem(visual.flatten(0, 1))
-    for stage_a, stage_v, mmtm in zip(enc_a.stages, enc_v.stages, model.greedy_mmtm):
+    mmtms = iter(model.greedy_mmtm)
+    for i, (stage_a, stage_v) in enumerate(zip(enc_a.stages, enc_v.stages)):
         a, v = stage_a(a), stage_v(v)
-        a, v5 = mmtm(a, v.view(b, t, *v.shape[1:]), curation, caring)
-        v = v5.flatten(0, 1)
+        if i in MMTM_STAGES:
+            a, v5 = next(mmtms)(a, v.view(b, t, *v.shape[1:]), curation, caring)
+            v = v5.flatten(0, 1)
     phi_a = torch.flatten(enc_a.pool(a), 1)
     phi_v = torch.flatten(enc_v.pool(v), 1).view(b, t, -1).mean(dim=1)
-    return model.head(phi_a, phi_v)
+    out_a, out_v = model.greedy_heads[0](phi_a), model.greedy_heads[1](phi_v)
+    return 0.5 * (out_a + out_v), out_a, out_v
 
 
 def speed_ratio(params) -> float:
@@ -110,7 +127,7 @@ class Greedy(Method):
     """Greedy-learning re-balancing with MMTM layers; see the module docstring."""
 
     name = "greedy"
-    defaults = {"epsilon": 0.001, "window": 5, "starting_epoch": 2, "ratio": 4}
+    defaults = {"epsilon": 0.01, "window": 5, "starting_epoch": 2, "ratio": 4}
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -125,14 +142,17 @@ class Greedy(Method):
         device = next(model.parameters()).device
         chans_a = [stage[-1].bn2.num_features for stage in model.audio_encoder.stages]
         chans_v = [stage[-1].bn2.num_features for stage in model.visual_encoder.frame_encoder.stages]
-        model.greedy_mmtm = nn.ModuleList(MMTM(ca, cv, self.options["ratio"]) for ca, cv in zip(chans_a, chans_v)).to(device)
+        model.greedy_mmtm = nn.ModuleList(MMTM(chans_a[i], chans_v[i], self.options["ratio"])
+                                          for i in MMTM_STAGES).to(device)
+        model.greedy_heads = nn.ModuleList(nn.Linear(model.feature_dim, model.num_classes)
+                                           for _ in range(2)).to(device)
 
     def conditional_speed(self, model) -> float:
         """Add this step's speeds to the cumulative sums and return d = BDR^audio - BDR^visual."""
         shared = [p for m in model.greedy_mmtm for p in m.squeeze.parameters()]
         s = self.speeds
-        s["main_audio"] += speed_ratio(model.audio_encoder.parameters())
-        s["main_visual"] += speed_ratio(model.visual_encoder.parameters())
+        s["main_audio"] += speed_ratio([*model.audio_encoder.parameters(), *model.greedy_heads[0].parameters()])
+        s["main_visual"] += speed_ratio([*model.visual_encoder.parameters(), *model.greedy_heads[1].parameters()])
         s["bypass_audio"] += speed_ratio(shared + [p for m in model.greedy_mmtm for p in m.excite_audio.parameters()])
         s["bypass_visual"] += speed_ratio(shared + [p for m in model.greedy_mmtm for p in m.excite_visual.parameters()])
         tiny = 1e-30
@@ -148,7 +168,7 @@ class Greedy(Method):
 
     def after_backward(self, model, out: StepOutput, y, ctx: Context) -> None:
         o = self.options
-        if ctx.epoch < o["starting_epoch"]:
+        if ctx.epoch + 1 < o["starting_epoch"]:  # the authors count epochs from 1
             self.d = self.conditional_speed(model)
             self.curation, self.caring = False, 0
         elif not self.curation:

@@ -10,17 +10,21 @@ accelerated by its PCE, the dominant one d is slowed in early training by the pr
 entropy regularisation (PER):
 
     L = CE(f(x), y) + beta * L^w_PCE - mu * 1[epoch < entropy_epochs] * H(p^d)
-    beta = alpha * (rho_d/w - 1)      (``coefficient="ratio"``, our reading of the paper)
-    beta = alpha                       (``coefficient="constant"``, the authors' public code)
+    beta = alpha                       (``coefficient="constant"``, the default: both public codes)
+    beta = alpha * (rho_d/w - 1)      (``coefficient="ratio"``: gapkit's variant, no source)
 
-with rho_d/w = s^d / s^w >= 1; at exact balance no term is added.
+with rho_d/w = s^d / s^w > 1; at exact balance no term is added. The ratio form, which grows with
+the imbalance and vanishes at balance, is gapkit's own reading; neither the authors' code nor
+BalanceBenchmark's ``PMR_trainer.py`` uses it, and alpha = 2 was tuned for the constant form, so
+``coefficient="ratio"`` with alpha = 2 adds a much weaker PCE term than the authors' runs.
 
 From the authors' public code (fanyunfeng-bit/Modal-Imbalance-PMR, ``main_Prototype_grad.py``
 and ``bash.sh``), as facts: prototypes are recomputed before every epoch (and before the first)
 in eval mode without gradients from a random tenth of the training set (``proto_fraction``),
 blended with the previous ones as (1 - m) new + m old with ``momentum_coef`` m (their CREMA-D
 runs use m = 0); distances are Euclidean (not squared); the ratio uses the prototype scores;
-``alpha`` = 2 and the modulation window epochs 0-70 are their CREMA-D concat settings. Their
+``alpha`` = 2 and the modulation window epochs 0-70 are their CREMA-D concat settings
+(``bash.sh``: SGD, lr 1e-3, StepLR(70, 0.1), 130 epochs; :mod:`gapkit.methods.peer_settings`). Their
 public code has no entropy term; ``mu`` = 0.01 and ``entropy_epochs`` = 10 are our choices.
 """
 from __future__ import annotations
@@ -54,8 +58,8 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return means
 
 
-def pmr_coefficient(ratio: float, alpha: float, kind: str = "ratio") -> float:
-    """beta for the slow modality given rho = s_dominant / s_slow >= 1."""
+def pmr_coefficient(ratio: float, alpha: float, kind: str = "constant") -> float:
+    """beta for the slow modality given rho = s_dominant / s_slow: alpha (``constant``) or alpha (rho - 1) (``ratio``); 0 unless rho > 1."""
     if not ratio > 1:
         return 0.0
     if kind == "ratio":
@@ -76,7 +80,7 @@ class PMR(Method):
 
     name = "pmr"
     defaults = {"alpha": 2.0, "mu": 0.01, "entropy_epochs": 10, "momentum_coef": 0.0, "proto_fraction": 0.1,
-                "modulation_starts": 0, "modulation_ends": 70, "coefficient": "ratio"}
+                "modulation_starts": 0, "modulation_ends": 70, "coefficient": "constant"}
 
     def __init__(self, **options) -> None:
         super().__init__(**options)

@@ -1,27 +1,25 @@
-"""OPM & OGM: on-the-fly prediction and gradient modulation (Wei, Hu, Du and Wen, TPAMI 2024).
+"""OPM: on-the-fly prediction modulation, the feed-forward half of OPM & OGM (Wei, Hu, Du and Wen, TPAMI 2024).
 
-Both strategies watch the discriminative discrepancy of the modalities per mini-batch,
+OPM watches the discriminative discrepancy of the modalities per mini-batch,
 rho^a = s^a / s^v with s^u = sum_i softmax(l^u_i)_{y_i} from the unimodal logits (Eq. 3 of our
-paper; the head's weights enter without gradient), and weaken the dominant modality:
-
-* OPM, in the feed-forward stage: the dominant modality u's feature is dropped, per sample, with
-  probability q^u = q_base * (1 + lambda * tanh(rho^u - 1)) (clipped to [0, 1]), which grows
-  with the discrepancy; the weaker modality is never dropped (q = 0). A drop is executed in a
-  mini-batch with probability ``p_exe``; the kept features are scaled by 1 / (1 - theta) with
-  theta = sum_m d_m q^m / sum_m d_m (d_m the feature sizes), as in dropout, and L_MM is computed on
-  the fused logits of the dropped features (samples with every modality dropped are left out).
-* OGM, in the back-propagation stage: the dominant encoder's gradients are multiplied by
-  1 - tanh(alpha * (rho^u - ratio_offset)) with generalization-enhancement noise, exactly as
-  :mod:`gapkit.methods.ogm_ge` (see there for ``ratio_offset``; 0, the default, is the form of
-  the authors' code, 1 - tanh(alpha * relu(rho))).
+paper; the head's weights enter without gradient), and weakens the dominant modality in the
+feed-forward stage: its feature is dropped, per sample, with probability
+q^u = q_base * (1 + lambda * tanh(rho^u - 1)) (clipped to [0, 1]), which grows with the
+discrepancy; the weaker modality is never dropped (q = 0). A drop is executed in a mini-batch with
+probability ``p_exe``; the kept features are scaled by 1 / (1 - theta) with
+theta = sum_m d_m q^m / sum_m d_m (d_m the feature sizes), as in dropout, and L_MM is computed on the
+fused logits of the dropped features (samples with every modality dropped are left out). The
+gradients are not modulated: that is the other strategy, OGM (:mod:`gapkit.methods.ogm`).
 
 From the authors' public code (GeWu-Lab/BML_TPAMI2024, ``code/models/Classifier.py``,
-``code/main.py``, ``code/scripts/train_opm.sh`` and ``train_ogm.sh``), as facts: q_base = 0.5,
-lambda = 0.5, p_exe = 0.7; alpha = 0.8, GE on, the gradient window ending at epoch 60; no
-modulation during the first 6 epochs (their warm-up, epochs 0-5), so ``modulation_starts`` = 6;
-OPM acts on every epoch after the warm-up, OGM only up to ``modulation_ends``; the discrepancy is
-computed from the features before dropping; the dropout rescaling 1 / (1 - theta). Their code
-draws the masks with NumPy's and torch's global generators; here both come from torch's.
+``code/main.py`` and ``code/scripts/train_opm.sh``), as facts: the script runs ``--use_adam_drop``
+without ``--use_modulation`` (the two strategies are run separately; no script combines them);
+q_base = 0.5, lambda = 0.5, p_exe = 0.7; no drop during their warm-up, epochs 0-5
+(``warm_up = 1 if epoch <= 5``), so ``modulation_starts`` = 6, and the drop acts on every epoch after
+it; the discrepancy is computed from the features before dropping; the dropout rescaling
+1 / (1 - theta); AdamW (lr 5e-5, weight decay 0.01) with StepLR(40, 0.1) for 100 epochs at batch 32
+(:mod:`gapkit.methods.peer_settings`). Their code draws the masks with NumPy's and torch's global
+generators; here both come from torch's.
 """
 from __future__ import annotations
 
@@ -31,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Context, Method, StepOutput
-from .ogm_ge import EpochMeans, modulate_encoder_gradients, ogm_coefficients, true_class_score
+from .ogm_ge import EpochMeans, true_class_score
 
 
 def opm_drop_probabilities(score_a: float, score_v: float, q_base: float, lam: float) -> tuple[float, float]:
@@ -60,12 +58,11 @@ def drop_features(phi_a: torch.Tensor, phi_v: torch.Tensor, q_a: float, q_v: flo
     return phi_a * keep_a * scale, phi_v * keep_v * scale, keep
 
 
-class OPMOGM(Method):
-    """OPM (feature dropping) together with OGM-GE (gradient modulation); see the module docstring."""
+class OPM(Method):
+    """OPM: the dominant modality's features dropped in the forward pass; see the module docstring."""
 
-    name = "opm-ogm"
-    defaults = {"q_base": 0.5, "lam": 0.5, "p_exe": 0.7, "alpha": 0.8, "ratio_offset": 0.0, "ge": True,
-                "modulation_starts": 6, "modulation_ends": 60}
+    name = "opm"
+    defaults = {"q_base": 0.5, "lam": 0.5, "p_exe": 0.7, "modulation_starts": 6}
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -92,16 +89,6 @@ class OPMOGM(Method):
             loss = F.cross_entropy(logits, y)
         self.means.add(q_audio=q_a, q_visual=q_v, dropped=float(dropped))
         return StepOutput(loss, logits, logits_a, logits_v)
-
-    def after_backward(self, model, out: StepOutput, y, ctx: Context) -> None:
-        o = self.options
-        k_a = k_v = 1.0
-        if o["modulation_starts"] <= ctx.epoch <= o["modulation_ends"]:
-            k_a, k_v, _ = ogm_coefficients(true_class_score(out.logits_a, y), true_class_score(out.logits_v, y),
-                                           o["alpha"], o["ratio_offset"])
-            modulate_encoder_gradients(model.audio_encoder, k_a, o["ge"])
-            modulate_encoder_gradients(model.visual_encoder, k_v, o["ge"])
-        self.means.add(coeff_audio=k_a, coeff_visual=k_v)
 
     def on_epoch_start(self, model, data, ctx: Context) -> None:
         self.means.reset()
