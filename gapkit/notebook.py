@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
+from .io import atomic_write_text
+from .paths import check_dataset
 from .profiles import Profile, get_profile
 
-DATASETS = ("synthetic", "crema-d", "ave", "manifest")
 DEVICES = ("auto", "cpu", "cuda")
 #: parameters every notebook has
 COMMON_PARAMETERS = ("profile", "dataset", "data_root", "device", "seeds", "overrides", "results_root",
@@ -96,12 +97,18 @@ class NotebookSetup:
     @property
     def results_json(self) -> Path:
         """``<results>/<profile>/[<dataset>/]<notebook>.json``: the notebook's scalar results."""
-        return self.results_root / self.profile.name / _dataset_part(self.dataset) / f"{self.notebook}.json"
+        return paths.outputs(self.profile.name, self.dataset, results_root=self.results_root)["results"] \
+            / f"{self.notebook}.json"
+
+    @property
+    def read(self) -> dict:
+        """Keyword arguments for :func:`gapkit.results.read_runs`: where the runs are (read only)."""
+        return {"dataset": self.dataset, "results_root": self.results_root}
 
     @property
     def study(self) -> dict:
-        """Keyword arguments for :mod:`gapkit.studies`' functions."""
-        return {"dataset": self.dataset, "results_root": self.results_root, "device": self.device}
+        """Keyword arguments for :mod:`gapkit.studies`' functions (they train what is missing)."""
+        return {**self.read, "device": self.device}
 
     def load_data(self, progress: bool = True):
         """The profile's corpus, generated or decoded into the cache on first use (with a progress bar)."""
@@ -114,9 +121,7 @@ class NotebookSetup:
         :attr:`results_json`."""
         payload = {"notebook": self.notebook, "profile": self.profile.to_dict(), "dataset": self.dataset,
                    "seeds": self.seeds, **_clean(values)}
-        path = self.results_json
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
+        atomic_write_text(json.dumps(payload, indent=1, default=str) + "\n", self.results_json)
 
     def describe(self) -> str:
         p = self.profile
@@ -124,10 +129,6 @@ class NotebookSetup:
                 f"  {p.warmup_epochs} warm-up epochs + {p.adaptive_steps} adaptive steps x {p.adaptive_epochs} epochs, "
                 f"batch {p.batch_size}, {p.optimizer} lr {p.lr}, width {p.width}\n"
                 f"  figures -> {self.figures}\n  tables  -> {self.tables}\n  results -> {self.results_json}")
-
-
-def _dataset_part(dataset: str) -> str:
-    return "" if dataset == "synthetic" else dataset
 
 
 def _clean(value):
@@ -164,20 +165,16 @@ def setup(notebook: str, namespace: dict, *, extra=()) -> NotebookSetup:
     missing = sorted(name for name in known if name not in namespace)
     if missing:
         raise UnknownParameterError(f"the parameters cell does not define {missing}")
-    dataset, device = namespace["dataset"], namespace["device"]
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    dataset, device = check_dataset(namespace["dataset"]), namespace["device"]
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     overrides = dict(namespace["overrides"] or {})
     profile = get_profile(namespace["profile"], **overrides).replace(device=device)
     results_root = Path(namespace["results_root"]) if namespace["results_root"] else paths.results_dir()
-    figures_root = Path(namespace["figures_root"]) if namespace["figures_root"] else paths.figures_dir()
-    tables_root = Path(namespace["tables_root"]) if namespace["tables_root"] else paths.tables_dir()
-    part = _dataset_part(dataset)
+    out = paths.outputs(profile.name, dataset, figures_root=namespace["figures_root"] or None,
+                        tables_root=namespace["tables_root"] or None)
     show_all_columns()
     return NotebookSetup(
         notebook=notebook, profile=profile, dataset=dataset, data_root=namespace["data_root"] or None, device=device,
         seeds=resolve_seeds(namespace["seeds"], profile), results_root=results_root,
-        figures=figures_root / profile.name / part, tables=tables_root / profile.name / part,
-        extra={name: namespace[name] for name in extra})
+        figures=out["figures"], tables=out["tables"], extra={name: namespace[name] for name in extra})

@@ -1,14 +1,23 @@
-"""Where gapkit keeps generated data, caches and results.
+"""Where gapkit keeps generated data, caches and results: the one definition of the output layout.
 
 Every location is relative to the project checkout (the folder holding
 ``pyproject.toml`` next to the ``gapkit`` package) or, for an installed
-package, to the current directory; each can be moved with an environment
+package, to the current directory; each root can be moved with an environment
 variable. Nothing here names a machine path.
+
+Below the roots, a profile's outputs go to ``<root>/<profile>/``, and a corpus other than the
+embedded one gets a ``<dataset>/`` subfolder, so that its outputs never overwrite the embedded
+dataset's (:func:`outputs`). Run folders always name their dataset:
+``<results>/<profile>/<dataset>/runs/<name>/`` (:func:`run_root`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+#: every dataset gapkit reads (gapkit.data.load_dataset); the first is the embedded corpus
+DATASETS = ("synthetic", "crema-d", "ave", "manifest")
+EMBEDDED = DATASETS[0]
 
 
 def project_root() -> Path:
@@ -42,3 +51,39 @@ def figures_dir() -> Path:
 def tables_dir() -> Path:
     """Tables made by the notebooks: ``$GAPKIT_TABLES`` or ``<root>/tables``."""
     return Path(os.environ.get("GAPKIT_TABLES", project_root() / "tables"))
+
+
+def executed_dir() -> Path:
+    """Executed copies of the notebooks (``run_all.sh``): ``$GAPKIT_EXECUTED`` or ``<root>/executed``."""
+    return Path(os.environ.get("GAPKIT_EXECUTED", project_root() / "executed"))
+
+
+def check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    return dataset
+
+
+def dataset_part(dataset: str) -> str:
+    """The subfolder of a dataset's outputs below ``<root>/<profile>/``: none for the embedded corpus."""
+    return "" if check_dataset(dataset) == EMBEDDED else dataset
+
+
+def run_root(profile: str, dataset: str, results_root=None) -> Path:
+    """``<results>/<profile>/<dataset>/runs``: the run folders of a profile (its name) and dataset."""
+    root = Path(results_root) if results_root is not None else results_dir()
+    return root / profile / check_dataset(dataset) / "runs"
+
+
+def outputs(profile: str, dataset: str, *, results_root=None, figures_root=None, tables_root=None,
+            executed_root=None) -> dict[str, Path]:
+    """Where a profile's (its name) outputs on ``dataset`` go: ``results`` (the notebooks' scalar results),
+    ``figures``, ``tables``, ``executed`` (executed notebooks), each ``<root>/<profile>/[<dataset>/]``, and
+    ``runs`` (:func:`run_root`). A root left ``None`` is the default one."""
+    part = dataset_part(dataset)
+    roots = {"results": (results_root, results_dir), "figures": (figures_root, figures_dir),
+             "tables": (tables_root, tables_dir), "executed": (executed_root, executed_dir)}
+    out = {kind: (Path(given) if given is not None else default()) / profile / part
+           for kind, (given, default) in roots.items()}
+    out["runs"] = run_root(profile, dataset, results_root)
+    return out

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fixtures_tiny import tiny_split
-from gapkit import studies
+from gapkit import results, studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.experiments import build_model
@@ -42,8 +42,8 @@ def runs(tmp_path_factory, profile, data, one_thread):
 
 @pytest.fixture(scope="module")
 def view(runs, profile, data):
-    outcomes = studies.per_sample_outcomes(runs, profile, data)
-    return outcomes, *studies.per_sample_gain(outcomes)
+    outcomes = results.per_sample_outcomes(runs, profile, data)
+    return outcomes, *results.per_sample_gain(outcomes)
 
 
 def _test_predictions(model, data, predict=None) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_outcomes_cover_every_run_and_test_sample(view, runs, data):
     # per run, the two subsets partition the test set
     sizes = table.groupby(["method", "seed"])["n_samples"].sum()
     assert (sizes == n).all() and len(sizes) == len(runs)
-    assert set(table["subset"]) == set(studies.SUBSETS) and set(outcomes["subset"]) <= set(studies.SUBSETS)
+    assert set(table["subset"]) == set(results.SUBSETS) and set(outcomes["subset"]) <= set(results.SUBSETS)
 
 
 def test_partition_follows_the_warmup_gmm(view, runs, profile, data):
@@ -144,7 +144,7 @@ def test_gain_on_a_hand_made_example():
         "variant": "Ours", "method": "adaptive", "seed": 0, "sample": range(5), "label": [0, 1, 2, 0, 1],
         "subset": ["balanced", "balanced", "imbalanced", "imbalanced", "imbalanced"],
         "pred_before": [0, 0, 2, 1, 1], "pred_after": [0, 1, 2, 0, 0]})
-    table, summary = studies.per_sample_gain(outcomes)
+    table, summary = results.per_sample_gain(outcomes)
     got = table.set_index("subset")
     assert got.loc["balanced", "n_samples"] == 2 and got.loc["imbalanced", "n_samples"] == 3
     assert got.loc["balanced", "accuracy_before"] == 0.5 and got.loc["balanced", "accuracy_after"] == 1.0
@@ -156,7 +156,7 @@ def test_gain_on_a_hand_made_example():
 def test_missing_warmup_is_named(runs, profile, data, tmp_path):
     lone = runs[runs["method"] == "concat"].head(1).assign(run_dir=str(tmp_path / "concat-seed0"))
     with pytest.raises(FileNotFoundError, match="adaptive-seed0.warmup.pt"):
-        studies.per_sample_outcomes(lone, profile, data)
+        results.per_sample_outcomes(lone, profile, data)
 
 
 def test_figure(view, tmp_path):

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from gapkit.report.claims import CONTROLS_SOURCE
-from gapkit.report.tables import TABLE1_ROWS, TABLE2_REPORTED, TABLE3_REPORTED
-from gapkit.studies import WEIGHT_CONTROLS
+from gapkit.paper import TABLE1_ROWS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
 
 FIGURES = ["data_examples", "fig2_gap_gmm", "fig3_gmm_evolution", "fig4a_warmup_accuracy", "fig4b_adaptive_accuracy",
            "table1_accuracy", "w_imb_degradation"]

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from fixtures_tiny import tiny_split
-from gapkit import studies
+from gapkit import paper, results, studies
 from gapkit.data.base import AVData
 from gapkit.notebook import UnknownParameterError, check_parameters, resolve_seeds, setup
-from gapkit.profiles import Profile
+from gapkit.profiles import Profile, get_profile
 from gapkit.report import claims, tables
 from gapkit.training import selected_epoch, summarize
 
@@ -34,7 +34,7 @@ def profile():
 def tables_runs(tmp_path_factory, profile, data, one_thread):
     root = tmp_path_factory.mktemp("studies")
     kw = dict(dataset="synthetic", results_root=root, log=None)
-    t1 = studies.table1_runs(profile, data, methods=studies.BASELINE_AND_OURS, **kw)
+    t1 = studies.table1_runs(profile, data, methods=paper.BASELINE_AND_OURS, **kw)
     t2 = studies.ablation_runs(profile, data, [0], **kw)
     t3 = studies.optimizer_runs(profile, data, [0], **kw)
     return root, kw, t1, t2, t3
@@ -81,7 +81,7 @@ def test_studies_share_runs_and_branch_from_warmup(tables_runs):
 def test_parallel_runs_equal_sequential_ones(tables_runs, profile, data, tmp_path):
     root, kw, t1, *_ = tables_runs  # trained by two worker processes of one thread each (profile.workers = 2)
     lines = []
-    alone = studies.table1_runs(profile, data, methods=studies.BASELINE_AND_OURS,
+    alone = studies.table1_runs(profile, data, methods=paper.BASELINE_AND_OURS,
                                 **{**kw, "results_root": tmp_path, "workers": 1, "log": lines.append})
     columns = ["name", "test_acc", "test_acc_audio", "test_acc_visual", "best_val_epoch", "last_test_acc"]
     pd.testing.assert_frame_equal(alone[columns], t1[columns])
@@ -91,35 +91,62 @@ def test_parallel_runs_equal_sequential_ones(tables_runs, profile, data, tmp_pat
 def test_finished_runs_are_reused(tables_runs, profile, data):
     root, kw, t1, *_ = tables_runs
     lines = []
-    again = studies.table1_runs(profile, data, methods=studies.BASELINE_AND_OURS, **{**kw, "log": lines.append})
+    again = studies.table1_runs(profile, data, methods=paper.BASELINE_AND_OURS, **{**kw, "log": lines.append})
     assert lines == []  # nothing trained
     pd.testing.assert_frame_equal(again, t1)
+
+
+def test_results_read_without_training(tables_runs, profile, data):
+    root, kw, t1, *_ = tables_runs
+    plan = studies.plan_table1(profile, methods=paper.BASELINE_AND_OURS)
+    pd.testing.assert_frame_equal(results.read_runs(plan, profile, results_root=root, data=data), t1)
+    with pytest.raises(results.MissingRunError, match=r"pmr-seed0.*04_adaptive_training.*--only 04"):
+        results.read_runs(studies.plan_table1(profile, methods=["pmr"]), profile, results_root=root)
+    assert not (root / "tiny" / "synthetic" / "runs" / "pmr-seed0").exists()
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):
+        results.read_runs(studies.plan_warmup(profile), profile.replace(lr=0.5), results_root=root)
+
+
+def test_missing_run_names_its_command(tmp_path):
+    smoke = get_profile("smoke", lr=0.5)
+    spec = studies.plan_optimizers(smoke, [0])[3]
+    assert spec.variant == "Adam (same state)"
+    runs = tmp_path / "smoke" / "synthetic" / "runs"
+    command = results.train_command(spec, smoke, results_root=tmp_path)
+    assert command == ("python -m gapkit train --profile smoke --dataset synthetic --method adaptive --seed 0 "
+                       "--set optimizer=adam --set lr=0.001 --set reset_optimizer=false "
+                       f"--init-from {runs}/adaptive-adam-seed0/warmup.pt --out {runs}/adaptive-adam-keepstate-seed0")
+    with pytest.raises(results.MissingRunError) as missing:
+        results.read_runs([spec], smoke, results_root=tmp_path)
+    # the parent's warm-up is missing too: its command comes first
+    assert f"--out {runs}/adaptive-adam-seed0; then python -m gapkit train" in str(missing.value)
+    assert "06_optimizer_study" in str(missing.value)
 
 
 def test_aggregate_and_paired_differences():
     runs = pd.DataFrame({"variant": ["A", "A", "B", "B"], "seed": [0, 1, 0, 1], "test_acc": [0.5, 0.7, 0.4, 0.8],
                          "test_acc_audio": 0.1, "test_acc_visual": 0.2, "last_test_acc": 0.3})
-    agg = studies.aggregate(runs, columns=("test_acc", "last_test_acc")).set_index("variant")
+    agg = results.aggregate(runs, columns=("test_acc", "last_test_acc")).set_index("variant")
     assert agg.loc["A", "test_acc_mean"] == pytest.approx(0.6)
     assert agg.loc["A", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert agg.loc["B", "n_seeds"] == 2 and agg.loc["B", "seeds"] == "0,1"
     half = 12.706204736174698 * np.std([0.5, 0.7], ddof=1) / np.sqrt(2)  # t_{0.975, 1}
     assert (agg.loc["A", "test_acc_ci_low"], agg.loc["A", "test_acc_ci_high"]) == pytest.approx((0.6 - half, 0.6 + half))
-    diff = studies.paired_differences(runs, "A", "B", column="test_acc")
+    diff = results.paired_differences(runs, "A", "B", column="test_acc")
     assert diff.to_dict() == pytest.approx({0: 0.1, 1: -0.1})
-    assert studies.paired_differences(runs, "A", "C").empty  # C has no run
+    assert results.paired_differences(runs, "A", "C").empty  # C has no run
 
 
 def test_mean_interval_by_hand():
-    stats = studies.mean_interval([0.5, 0.7, 0.6])
+    stats = results.mean_interval([0.5, 0.7, 0.6])
     half = 4.302652729911275 * 0.1 / np.sqrt(3)  # t_{0.975, 2} std / sqrt(n) = 0.248414...
     assert half == pytest.approx(0.2484137711750329)
     assert stats["mean"] == pytest.approx(0.6) and stats["std"] == pytest.approx(0.1) and stats["n"] == 3
     assert (stats["ci_low"], stats["ci_high"]) == pytest.approx((0.6 - half, 0.6 + half))
-    single = studies.mean_interval([0.4, np.nan])  # NaN ignored: one value, no spread, no interval
+    single = results.mean_interval([0.4, np.nan])  # NaN ignored: one value, no spread, no interval
     assert single["mean"] == 0.4 and single["n"] == 1 and np.isnan([single["std"], single["ci_low"]]).all()
     with pytest.raises(ValueError, match="got 95"):
-        studies.mean_interval([0.5, 0.7], level=95)
+        results.mean_interval([0.5, 0.7], level=95)
 
 
 def _paired_runs(differences: list[float]) -> pd.DataFrame:
@@ -148,10 +175,10 @@ def test_comparison_interval_in_points():
 
 
 def test_threshold_claims_decide_on_the_interval():
-    below = studies.mean_interval([0.01, 0.02, 0.015])
+    below = results.mean_interval([0.01, 0.02, 0.015])
     assert claims.decide(below, -1, claims.BALANCED_TOLERANCE) == "holds"
     assert claims.decide(below, +1, claims.BALANCED_TOLERANCE) == "contradicted"
-    assert claims.decide(studies.mean_interval([0.55, 0.7, 0.62]), +1, claims.AUROC_THRESHOLD) == "not resolved at 3 seeds"
+    assert claims.decide(results.mean_interval([0.55, 0.7, 0.62]), +1, claims.AUROC_THRESHOLD) == "not resolved at 3 seeds"
     assert claims.all_of(["holds", "not resolved at 2 seeds"], 2) == "not resolved at 2 seeds"
     assert claims.all_of(["holds", "contradicted"], 2) == "contradicted"
     assert claims.all_of(["holds", "holds"], 2) == "holds"
@@ -175,7 +202,7 @@ def test_degradation_auroc():
     clips = [f"c{i}" for i in range(6)]
     record = {"c0": "visual", "c1": "visual", "c2": "audio", "c3": "none", "c4": "none", "c5": "none"}
     w = np.array([0.9, 0.8, 0.05, 0.1, 0.2, 0.3])
-    out = studies.degradation_auroc(w, clips, record)
+    out = results.degradation_auroc(w, clips, record)
     assert out["auroc_visual"] == 1.0 and out["auroc_audio"] == 0.0
     assert out["auroc_any"] == pytest.approx(6 / 9)
     assert (out["n_none"], out["n_audio"], out["n_visual"]) == (3, 1, 2)
@@ -183,9 +210,9 @@ def test_degradation_auroc():
 
 def test_tables_and_claims(tables_runs, profile, data):
     root, kw, t1, t2, t3 = tables_runs
-    t1 = studies.table1_runs(profile, data, methods=[*studies.BASELINE_AND_OURS, *studies.CONTROL_METHODS], **kw)
+    t1 = studies.table1_runs(profile, data, methods=[*paper.BASELINE_AND_OURS, *paper.CONTROL_METHODS], **kw)
     t1_table = tables.table1(t1, "synthetic")
-    assert t1_table.display["Method"].tolist() == [label for label, *_ in tables.TABLE1_ROWS]
+    assert t1_table.display["Method"].tolist() == [label for label, *_ in paper.TABLE1_ROWS]
     assert t1_table.display["Method"].tolist()[-3:] == ["Ours", "Warm-up loss throughout (control)",
                                                         "Warm-up loss + optimizer reset (control)"]
     by = t1_table.data.set_index("method")
@@ -201,14 +228,14 @@ def test_tables_and_claims(tables_runs, profile, data):
     assert t1_table.display.set_index("Method").loc["PMR", "Synthetic reproduced (%)"] == ""
     assert "2 seeds (0, 1)" in t1_table.caption and "95% Student-t" in t1_table.caption
     t2_table = tables.table2(t2, "synthetic")
-    assert t2_table.display["Variant"].tolist() == [*studies.ABLATIONS, *studies.WEIGHT_CONTROLS]
+    assert t2_table.display["Variant"].tolist() == [*paper.ABLATIONS, *paper.WEIGHT_CONTROLS]
     assert t2_table.display.set_index("Variant").loc["w_imb shuffled in the batch (control)", "AVE reported (%)"] == "-"
     assert "1 seed (0)" in t2_table.caption  # a single seed: the mean alone
     assert t2_table.display["Synthetic reproduced (%)"].str.fullmatch(r"\d+\.\d\d").all()
     ours = t1[t1["variant"] == "Ours"]
-    summary = studies.warmup_gmm_summary(ours, data)
+    summary = results.warmup_gmm_summary(ours, data)
     assert list(summary["seed"]) == [0, 1] and {"bic_1", "bic_2", "auroc_visual"} <= set(summary)
-    table = claims.claims_table(fits=studies.gmm_frame(ours), bic=summary, history=studies.history_frame(ours),
+    table = claims.claims_table(fits=results.gmm_frame(ours), bic=summary, history=results.history_frame(ours),
                                 table1=t1, table2=t2, table3=t3, auroc=summary[["seed", "auroc_visual", "auroc_audio",
                                                                                 "auroc_any"]])
     statuses = {"holds", "contradicted", "not resolved at 1 seed", "not resolved at 2 seeds"}

@@ -2,7 +2,7 @@
 
 Every claim is decided from one value per seed (an accuracy difference paired by seed, a change of
 a GMM parameter, a BIC difference, an AUROC) through the 95% Student-t interval of its mean over
-seeds (:func:`gapkit.studies.mean_interval`): the claim **holds** where the interval lies wholly on
+seeds (:func:`gapkit.results.mean_interval`): the claim **holds** where the interval lies wholly on
 the paper's side of the threshold (0 for a difference), is **contradicted** where it lies wholly on
 the other side, and is **not resolved at N seeds** otherwise, one seed included (no interval). A
 mean that merely points the paper's way is not evidence at a few seeds. The per-seed values are
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..studies import WEIGHT_CONTROLS, mean_interval, paired_differences
-from .tables import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, Table
+from ..paper import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
+from ..results import mean_interval, paired_differences
+from .tables import Table
 
 HOLDS, CONTRADICTED, NOT_MEASURED = "holds", "contradicted", "not measured"
 
@@ -46,7 +47,7 @@ def not_resolved(n: int) -> str:
 
 def decide(stats: dict, direction: int, threshold: float = 0.0) -> str:
     """Three-way status of the claim "the per-seed values lie above ``threshold``" (``direction`` +1) or "below it"
-    (-1), from their :func:`~gapkit.studies.mean_interval`: holds where the interval excludes the threshold on the
+    (-1), from their :func:`~gapkit.results.mean_interval`: holds where the interval excludes the threshold on the
     claimed side, contradicted where it excludes it on the other, not resolved otherwise (and at one seed)."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 (above) or -1 (below), got {direction!r}")
@@ -88,7 +89,7 @@ def _row(claim: str, source: str, paper: str, measured: str, status: str) -> dic
 def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame) -> list[dict]:
     """Section 3.2 / Figure 2 (bimodality, balanced component at 0) and Section 4.5 / Figure 3 (evolution).
 
-    ``fits``: :func:`gapkit.studies.gmm_frame` of the Table 1 adaptive runs; ``bic``: one row per seed with
+    ``fits``: :func:`gapkit.results.gmm_frame` of the Table 1 adaptive runs; ``bic``: one row per seed with
     ``bic_1`` and ``bic_2`` of the post-warm-up gaps. Each claim is decided on its per-seed values.
     """
     rows = []
@@ -136,7 +137,7 @@ def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame) -> list[dict]:
 def accuracy_claim(history: pd.DataFrame) -> dict:
     """Figure 4: unimodal validation accuracies rise during adaptive training and the audio-visual gap shrinks.
 
-    ``history``: :func:`gapkit.studies.history_frame` of the Table 1 adaptive runs. Compares the last warm-up
+    ``history``: :func:`gapkit.results.history_frame` of the Table 1 adaptive runs. Compares the last warm-up
     epoch with the last epoch of training, per seed; the claim holds where all three changes (audio up, visual
     up, |audio - visual| down) do, and is contradicted where one of them is.
     """
@@ -176,7 +177,7 @@ def auroc_claim(auroc: pd.DataFrame) -> dict:
     """Discussion: the imbalanced component gathers low-quality samples (checked against the embedded corpus's record).
 
     ``auroc``: one row per seed with ``seed`` and ``auroc_visual``, ``auroc_audio``, ``auroc_any``
-    (:func:`gapkit.studies.warmup_gmm_summary`); decided on the per-seed AUROC for visually degraded clips.
+    (:func:`gapkit.results.warmup_gmm_summary`); decided on the per-seed AUROC for visually degraded clips.
     """
     stats = {kind: mean_interval(auroc[f"auroc_{kind}"], LEVEL) for kind in ("visual", "audio", "any")}
     visual = auroc.set_index("seed")["auroc_visual"].dropna()

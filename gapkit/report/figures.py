@@ -1,6 +1,6 @@
 """The paper's figures, redrawn from saved results with seaborn; file names carry the paper's numbering.
 
-Every function takes tables or arrays that :mod:`gapkit.studies` reads from the run folders and
+Every function takes tables or arrays that :mod:`gapkit.results` reads from the run folders and
 returns a matplotlib Figure; :func:`save_figure` writes it as PNG (for the README) and PDF (for
 papers), without timestamps so that an unchanged figure gives unchanged files. No training here.
 """
@@ -17,7 +17,8 @@ import pandas as pd
 import seaborn as sns
 
 from ..mixture import GapMixture
-from .tables import GMM_REPORTED, dataset_label
+from ..paper import GMM_REPORTED, dataset_label
+from ..results import IMBALANCED_ABOVE
 
 GAP_LABEL = r"modality gap $g = s^a_y - s^v_y$ (Eq. 6; difference of probabilities, no unit)"
 DENSITY_LABEL = "probability density (per unit of g)"
@@ -116,7 +117,7 @@ def fig3_gmm_evolution(fits: pd.DataFrame, *, seed: int | None = None,
     """Figure 3: the GMM density after warm-up and after each adaptive step (one seed, overlaid), and per step
     the imbalanced weight pi_1, the imbalanced mean mu_1 and the density at g = 0 (every seed).
 
-    ``fits`` is :func:`gapkit.studies.gmm_frame` of the adaptive runs.
+    ``fits`` is :func:`gapkit.results.gmm_frame` of the adaptive runs.
     """
     seed = int(fits["seed"].iloc[0]) if seed is None else seed
     one = fits[fits["seed"] == seed].sort_values("fit")
@@ -308,10 +309,8 @@ SUBSET_PALETTE = {"balanced": "#2ca02c", "imbalanced": "#d62728"}
 def per_sample_change(table: pd.DataFrame, *, dataset: str = "synthetic") -> matplotlib.figure.Figure:
     """Change of fused test accuracy (points) from the warm-up model to each method's selected model, on the test
     samples the post-warm-up GMM calls balanced (w_imb <= 0.5, Eq. 9) and imbalanced (w_imb > 0.5): bars = mean over
-    each method's seeds, dots = seeds. ``table`` is the first table of :func:`gapkit.studies.per_sample_gain`.
+    each method's seeds, dots = seeds. ``table`` is the first table of :func:`gapkit.results.per_sample_gain`.
     """
-    from ..studies import IMBALANCED_ABOVE
-
     frame = table.assign(change=table["change"] * 100)
     n = frame["seed"].nunique()
     per_method = frame.groupby("variant")["seed"].nunique()

@@ -5,9 +5,9 @@ machines; accuracies in percent), ``<name>.md`` and ``<name>.tex`` (formatted, w
 caption, for people and papers). Reproduced accuracies are the test accuracy at the epoch of
 best validation accuracy within the method's final stage (:func:`gapkit.training.selected_epoch`),
 mean +- sample standard deviation [95% Student-t confidence interval of the mean] over the seeds named
-in the caption (:func:`gapkit.studies.mean_interval`); the CSV adds the interval's ends and the last
-epoch's accuracy.
-No training happens here: every function reads a run table from :mod:`gapkit.studies`.
+in the caption (:func:`gapkit.results.mean_interval`); the CSV adds the interval's ends and the last
+epoch's accuracy. The paper's rows and numbers are :mod:`gapkit.paper`.
+No training happens here: every function takes a run table read by :mod:`gapkit.results`.
 """
 from __future__ import annotations
 
@@ -17,56 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..studies import ABLATIONS, OPTIMIZER_SETTINGS, WEIGHT_CONTROLS, aggregate
-
-#: Table 1 of the paper (v1): row label, gapkit method name, CREMA-D and AVE accuracy (%), None where not reported.
-#: A peer method gets its reproduced value as soon as a method of that name is registered in gapkit.methods.
-#: The last two rows are controls, not in the paper (:data:`gapkit.studies.CONTROL_METHODS`).
-TABLE1_ROWS = [
-    ("Concat", "concat", 67.47, 64.56),
-    ("G-Blending", "g-blending", 69.89, None),
-    ("OGM-GE", "ogm-ge", 68.95, 66.14),
-    ("Greedy", "greedy", 68.37, None),
-    ("PMR", "pmr", 68.55, 67.72),
-    ("AGM", "agm", 70.16, None),
-    ("MLA", "mla", 79.70, None),
-    ("D&R", "d-and-r", 75.13, None),
-    ("OPM&OGM", "opm-ogm", 75.10, None),
-    ("Ours", "adaptive", 80.65, 70.90),
-    ("Warm-up loss throughout (control)", "warmup-only", None, None),
-    ("Warm-up loss + optimizer reset (control)", "warmup-reset", None, None),
-]
-TABLE1_LABELS = {method: label for label, method, *_ in TABLE1_ROWS}
-
-#: Table 2 of the paper (v1), keyed by the labels of :data:`gapkit.studies.ABLATIONS`; the table adds the rows of
-#: :data:`gapkit.studies.WEIGHT_CONTROLS` (not in the paper) after them.
-TABLE2_REPORTED = {
-    "Full model": (80.65, 70.90),
-    "w/o L_MM (alpha = 0)": (76.88, 63.93),
-    "w/o |g|^2 (beta = 0)": (79.30, 68.66),
-    "w/o |g - mu_0|^2 (gamma = 0)": (78.63, 68.66),
-    "w/o GMM weights": (77.42, 67.16),
-}
-
-#: Table 3 of the paper (v1), keyed by the labels of :data:`gapkit.studies.OPTIMIZER_SETTINGS`.
-TABLE3_REPORTED = {
-    "SGD (reset state)": (80.65, 70.90),
-    "Adam (reset state)": (79.91, 70.90),
-    "SGD (same state)": (78.76, 67.91),
-    "Adam (same state)": (75.67, 66.67),
-}
-
-#: Section 3.2 / Figure 2 (CREMA-D, after warm-up) and Section 4.5 / Figure 3 (density at 0).
-GMM_REPORTED = {"mu_bal": 0.0056, "w_bal": 0.857, "mu_imb": 0.6966, "w_imb": 0.143, "density_at_0": 3.3,
-                "density_at_0_final": 20.0}
-
-DATASET_LABELS = {"synthetic": "Synthetic", "crema-d": "CREMA-D", "ave": "AVE", "manifest": "Manifest"}
+from ..paper import (ABLATIONS, GMM_REPORTED, GMM_ROWS, OPTIMIZER_SETTINGS, TABLE1_ROWS, TABLE2_REPORTED,
+                     TABLE3_REPORTED, WEIGHT_CONTROLS, dataset_label)
+from ..results import aggregate
 
 #: how the reproduced accuracy is selected, said in every caption
 SELECTION = ("test accuracy at the epoch of best validation accuracy after warm-up (over all epochs for "
              "single-stage methods)")
-
-assert list(TABLE2_REPORTED) == list(ABLATIONS) and list(TABLE3_REPORTED) == list(OPTIMIZER_SETTINGS)
 
 
 @dataclass(repr=False)
@@ -85,10 +42,6 @@ class Table:
         return to_markdown(self.display, self.caption)
 
     __repr__ = __str__
-
-
-def dataset_label(dataset: str) -> str:
-    return DATASET_LABELS.get(dataset, dataset)
 
 
 def pm(mean, std, digits: int = 2) -> str:
@@ -184,13 +137,6 @@ def table3(runs: pd.DataFrame, dataset: str, adam_lr: float | None = None) -> Ta
                f"Same state branches from the reset run's warm-up checkpoint.{lr} Reproduced on "
                f"{dataset_label(dataset)}: {SELECTION}, {_statistics(runs)}.")
     return reported_vs_reproduced("table3", caption, rows, runs, dataset, "Optimizer setting")
-
-
-GMM_ROWS = [
-    ("balanced mean mu_0", "mu_bal"), ("balanced weight pi_0", "w_bal"), ("balanced variance sigma_0^2", "var_bal"),
-    ("imbalanced mean mu_1", "mu_imb"), ("imbalanced weight pi_1", "w_imb"),
-    ("imbalanced variance sigma_1^2", "var_imb"), ("density at g = 0", "density_at_0"),
-]
 
 
 def gmm_params(fits: pd.DataFrame, dataset: str) -> Table:
