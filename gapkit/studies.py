@@ -34,6 +34,7 @@ import pandas as pd
 
 from .data.base import AVData
 from .experiments import run_name, train_run
+from .methods.peer_settings import peer_overrides
 from .paper import (ABLATIONS, ADAM_LR, BASELINE_AND_OURS, CONTROL_METHODS, OPTIMIZER_SETTINGS, TABLE1_LABELS,
                     TABLE1_ROWS, WEIGHT_CONTROLS)
 from .paths import EMBEDDED, run_root
@@ -65,7 +66,9 @@ def plan_table1(profile: Profile, seeds=None, methods=None, peer_seeds=None) -> 
 
     Concat, ours and the controls run for ``seeds``; the peer methods for ``peer_seeds`` (default: ``seeds``),
     so that a tight time budget can give the peers fewer seeds (an empty list leaves them out), with the
-    profile's ``peer_options``.
+    profile's ``peer_options``. Under ``peer_settings="authors"`` a peer also trains with its authors' optimizer,
+    lr and schedule (:func:`gapkit.methods.peer_settings.peer_overrides`, as profile ``overrides``), in a run
+    folder marked ``-authors`` so that it never reuses a run trained with the shared settings.
     """
     methods = table1_methods() if methods is None else list(methods)
     specs = []
@@ -74,8 +77,12 @@ def plan_table1(profile: Profile, seeds=None, methods=None, peer_seeds=None) -> 
         for s in _seeds(profile, seeds if own else peer_seeds):
             parent = run_name("adaptive", s) if method in CONTROL_METHODS else None
             options = profile.peer_options.get(method, {})
-            specs.append(RunSpec("table1", TABLE1_LABELS.get(method, method), s, method,
-                                 run_name(method, s, **options), options, parent=parent))
+            overrides = peer_overrides(method, profile.peer_settings)
+            name = run_name(method, s, **options)
+            if overrides:
+                name = name.removesuffix(f"-seed{s}") + f"-authors-seed{s}"
+            specs.append(RunSpec("table1", TABLE1_LABELS.get(method, method), s, method, name, options,
+                                 overrides=overrides, parent=parent))
     return specs
 
 

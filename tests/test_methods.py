@@ -592,6 +592,27 @@ def test_peer_settings_table_covers_every_peer_with_sources_and_valid_settings()
     assert list(settings_table()["method"]) == list(PEER_SETTINGS)
 
 
+def test_the_paper_profile_plans_each_peer_with_its_authors_settings_and_the_default_profile_shares_its_own():
+    from gapkit.profiles import get_profile
+    from gapkit.studies import plan_table1
+
+    paper = get_profile("paper")
+    assert paper.peer_settings == "authors" and get_profile("default").peer_settings == "shared"
+    specs = {spec.method: spec for spec in plan_table1(paper, seeds=[0])}
+    assert {"opm", "ogm"} <= set(specs) and "opm-ogm" not in specs
+    assert specs["mla"].name == "mla-authors-seed0"
+    config = specs["mla"].config(paper)
+    assert (config["optimizer"], config["lr"], config["lr_schedule"], config["lr_step_size"]) == ("sgd", 1e-3, "step", 70)
+    assert specs["opm"].config(paper)["optimizer"] == "adamw"
+    assert config["batch_size"] == paper.batch_size and config["warmup_epochs"] == paper.warmup_epochs
+    for method in ("concat", "adaptive", "warmup-only", "g-blending"):      # ours, its controls, no authors' code
+        assert specs[method].overrides == {} and "-authors" not in specs[method].name
+    default = get_profile("default")
+    planned = {spec.method: spec for spec in plan_table1(default, seeds=[0])}
+    assert all(spec.overrides == {} and "-authors" not in spec.name for spec in planned.values())
+    assert planned["opm"].options == DEFAULT_PEER_OPTIONS["opm"] and planned["opm"].config(default)["lr"] == default.lr
+
+
 # --- smoke runs and resume ------------------------------------------------------------------------
 
 SMOKE_OPTIONS = {"g-blending": {"super_epoch": 2}, "d-and-r": {"reinit_epoch": 1}, "opm": {"modulation_starts": 0},
