@@ -22,7 +22,7 @@ Schedule: ``--schedule short`` (the default) trains warmup_epochs=1, adaptive_st
 adaptive_epochs=1 (3 epochs; 2 timed for two-stage methods, 3 for single-stage ones) on the
 profile's data, model and batch size; ``--schedule profile`` keeps the profile's own schedule;
 ``--set key=value`` overrides any profile setting after that. The short schedule passes
-``opm-ogm:modulation_starts=0`` (its default, 6, would leave OPM and OGM off in all 3 epochs);
+``opm:modulation_starts=0`` and ``ogm:modulation_starts=0`` (their default, 6, would leave them off in all 3 epochs);
 ``--option method:key=value`` sets any method option. Work a method does every N epochs counts at
 the rate the timed schedule hits it: G-Blending's held-out losses at the edges of its 10-epoch
 super-epoch (epoch 0 here), D&R's diagnosis and re-initialisation every 20 epochs (never here);
@@ -57,7 +57,7 @@ from gapkit.training import Trainer, resolve_device
 
 SHORT_SCHEDULE = {"warmup_epochs": 1, "adaptive_steps": 2, "adaptive_epochs": 1}
 #: method options the short schedule needs so that its timed epochs include the method's per-epoch work
-SHORT_SCHEDULE_OPTIONS = {"opm-ogm": {"modulation_starts": 0}}
+SHORT_SCHEDULE_OPTIONS = {"opm": {"modulation_starts": 0}, "ogm": {"modulation_starts": 0}}
 REFERENCE = "concat"
 
 
