@@ -34,8 +34,9 @@ What each public code does (read as facts, not copied):
   (``projector_input="current"``), skipping only the very first sub-step of training, and both write
   the denominator as ``torch.mm(k, r)`` with k (d, 1) and r (1, d): the d x d outer product k r^T, so
   k k^T is divided element by element by a + k_i r_j (``projector_update="outer"``). That matrix no
-  longer annihilates r (measured: |G P r| is not reduced at all), so neither variant keeps the
-  previous inputs' responses.
+  longer annihilates r: in the test's setting the step's effect on the previous mean input shrinks
+  only as much as the whole step does (0.36 vs 0.35 of the unprojected step), against 1e-4 with the
+  OWM recursion. Neither public variant keeps the previous inputs' responses.
 
 The defaults follow the paper: ``projection="replace"``, ``projector_update="owm"``,
 ``projector_input="previous"``. Common to all variants, from the public codes: the order audio then
