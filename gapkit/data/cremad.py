@@ -33,7 +33,6 @@ import csv
 import gzip
 import hashlib
 import io
-import os
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..io import atomic_write_bytes
 from .cache import ClipSource, Corpus
 from .media import ListingError
 
@@ -144,9 +144,7 @@ def download_splits(dest, base_url: str = SPLITS_URL, timeout: float = 60) -> li
             got = hashlib.sha256(payload).hexdigest()
             if got != SPLIT_SHA256[name]:
                 raise ValueError(f"{url}: sha256 {got} differs from the pinned {SPLIT_SHA256[name]}; not written")
-            part = target.with_name(f"{name}.part-{os.getpid()}")
-            part.write_bytes(payload)
-            os.replace(part, target)
+            atomic_write_bytes(payload, target)
         written.append(target)
     return written
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io import atomic_write_text
 from ..paper import (ABLATIONS, GMM_REPORTED, GMM_ROWS, OPTIMIZER_SETTINGS, TABLE1_ROWS, TABLE2_REPORTED,
                      TABLE3_REPORTED, WEIGHT_CONTROLS, dataset_label)
 from ..results import aggregate
@@ -199,12 +200,11 @@ def to_latex(display: pd.DataFrame, caption: str, label: str) -> str:
 def save_table(table: Table, directory) -> dict[str, Path]:
     """Write ``<name>.csv``, ``<name>.md`` and ``<name>.tex`` to ``directory``; returns the paths."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     out = {"csv": directory / f"{table.name}.csv", "md": directory / f"{table.name}.md",
            "tex": directory / f"{table.name}.tex"}
-    table.data.to_csv(out["csv"], index=False, float_format="%.6g")
-    out["md"].write_text(to_markdown(table.display, table.caption))
-    out["tex"].write_text(to_latex(table.display, table.caption, table.name))
+    atomic_write_text(table.data.to_csv(index=False, float_format="%.6g"), out["csv"])
+    atomic_write_text(to_markdown(table.display, table.caption), out["md"])
+    atomic_write_text(to_latex(table.display, table.caption, table.name), out["tex"])
     return out
 
 
