@@ -322,8 +322,7 @@ class Trainer:
             record.update(method.on_epoch_end(self.model, self.data, ctx))
             record["seconds"] = time.perf_counter() - t0
             history["epochs"].append(record)
-            selectable = phase != "warmup" or cfg.adaptive_steps == 0  # as selected_epoch: the final stage
-            if selectable and record["val_acc"] > best["val_acc"]:
+            if selected_epoch(history["epochs"]) == len(history["epochs"]) - 1:  # the one selection rule
                 best = {"epoch": epoch, "val_acc": record["val_acc"],
                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
             if self.out_dir is not None:
