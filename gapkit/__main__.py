@@ -4,12 +4,17 @@
     python -m gapkit train --method adaptive --option gamma=0 --set warmup_epochs=3
     python -m gapkit prepare --dataset crema-d --data-root PATH --profile paper
     python -m gapkit verify --data-root PATH
+
+Every setting (profile, --set, --method, --option, --seed, --init-from) is checked before
+any data is read; a bad one stops with exit code 2 and one line naming it and what it accepts.
+Under --on-error skip, the number of clips left out and where their list is go to stderr.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 DATASETS = ("synthetic", "crema-d", "ave", "manifest")
 
@@ -43,14 +48,39 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", default="raise", choices=("raise", "skip"), help="bad clips: stop, or skip and count")
 
 
+def _skipped(data, command: str) -> str | None:
+    """One line on stderr when clips were skipped: how many, and the file that lists them; the line, else None."""
+    count = data.info.get("skipped_count", 0)
+    if not count:
+        return None
+    total = count + sum(data.info.get("split_sizes", {}).values())
+    line = (f"{count} of {total} clips skipped as unreadable (--on-error skip); the list (clip, file, reason) is "
+            f"under 'skipped' in {Path(data.info['cache_path']) / 'manifest.json'}")
+    print(f"gapkit {command}: warning: {line}", file=sys.stderr)
+    return line
+
+
 def cmd_train(args) -> int:
     from .experiments import load_data, train_run
+    from .io import RunFolderBusy
+    from .training import NonFiniteLossError
 
-    profile = _profile(args)
+    profile = _profile(args)  # every profile setting, --set included, is checked here
+    seed = profile.seeds[0] if args.seed is None else args.seed
+    if seed < 0:
+        raise ValueError(f"--seed {seed}: expected an integer >= 0")
+    options = {**profile.peer_options.get(args.method, {}), **dict(args.option)}
+    profile.train_config(args.method, seed, **options)  # the method and its options, before any data is read
+    if args.init_from is not None and not Path(args.init_from).is_file():
+        raise FileNotFoundError(f"--init-from {args.init_from}: no such file (a run's warmup.pt)")
     data = load_data(profile, args.dataset, args.data_root, on_error=args.on_error, progress=not args.quiet)
-    m = train_run(profile, data, args.method, args.seed, out_dir=args.out, init_from=args.init_from,
-                  progress=not args.quiet, dataset=args.dataset,
-                  **{**profile.peer_options.get(args.method, {}), **dict(args.option)})
+    skipped = _skipped(data, "train")
+    try:
+        m = train_run(profile, data, args.method, seed, out_dir=args.out, init_from=args.init_from,
+                      progress=not args.quiet, dataset=args.dataset, **options)
+    except (RunFolderBusy, NonFiniteLossError) as exc:
+        print(f"gapkit train: error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         json.dump(m, sys.stdout, default=str)
         sys.stdout.write("\n")
@@ -63,6 +93,8 @@ def cmd_train(args) -> int:
         for g in m["gmm"]:
             print(f"  GMM {g['label']}: weights {g['weights'][0]:.3f}/{g['weights'][1]:.3f}, "
                   f"means {g['means'][0]:+.4f}/{g['means'][1]:+.4f}, density at 0 {g['density_at_0']:.2f}")
+        if skipped:
+            print(f"  {skipped}")
     return 0
 
 
@@ -75,10 +107,15 @@ def cmd_prepare(args) -> int:
         for path in download_splits(args.data_root):
             print(f"downloaded and verified {path}")
     data = load_data(_profile(args), args.dataset, args.data_root, on_error=args.on_error, progress=True)
+    skipped = _skipped(data, "prepare")
     sizes = {name: len(split) for name, split in data.splits().items()}
     print(f"{args.dataset}: {sizes}, classes {data.classes}, cache {data.info.get('cache_path')}")
-    if data.info.get("skipped"):
-        print(f"skipped clips: {data.info['skipped']}")
+    if skipped:
+        print(skipped)
+        for s in data.info["skipped"][:5]:
+            print(f"  {s['clip']}: {s['file']}: {s['reason']}")
+        if len(data.info["skipped"]) > 5:
+            print(f"  ... and {len(data.info['skipped']) - 5} more")
     return 0
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 from .data.base import Preprocessing
@@ -80,6 +81,50 @@ class Profile:
     #: how the studies train the peers of Table 1: "authors", each with its authors' optimizer, lr and schedule
     #: (:data:`gapkit.methods.peer_settings.PEER_SETTINGS`), or "shared", with this profile's, as concat and ours
     peer_settings: str = "shared"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every setting's type and range, checked when a profile is made, before any data is read.
+
+        The preprocessing fields are checked by :class:`~gapkit.data.base.Preprocessing`, the
+        training fields by :class:`~gapkit.training.TrainConfig`; the rest here. A bad value
+        is a ``ValueError`` naming the setting and what it accepts.
+        """
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: expected {allowed}")
+
+        def integer(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for name in ("synthetic_clips", "synthetic_seed", "split_seed", "width", "workers"):
+            need(integer(getattr(self, name)), name, "an integer")
+        for name in ("synthetic_test_fraction", "val_fraction"):
+            need(number(getattr(self, name)), name, "a finite number")
+        need(self.synthetic_clips >= 12, "synthetic_clips", "an integer >= 12 (two clips per class)")
+        need(0 < self.synthetic_test_fraction < 1, "synthetic_test_fraction", "a number in (0, 1)")
+        need(self.synthetic_seed >= 0, "synthetic_seed", "an integer >= 0")
+        need(0 < self.val_fraction < 1, "val_fraction",
+             "a number in (0, 1): the share of each class's train clips held out for validation")
+        need(self.split_seed >= 0, "split_seed", "an integer >= 0")
+        need(self.width >= 1, "width", "an integer >= 1")
+        need(self.workers >= 1, "workers", "an integer >= 1")
+        need(isinstance(self.seeds, tuple) and len(self.seeds) > 0
+             and all(integer(s) and s >= 0 for s in self.seeds), "seeds", "one or more integers >= 0, e.g. 0,1,2")
+        need(self.device in ("auto", "cpu", "cuda") or (isinstance(self.device, str) and self.device.startswith("cuda:")
+                                                        and self.device[5:].isdigit()),
+             "device", "'auto', 'cpu', 'cuda' or 'cuda:N'")
+        need(isinstance(self.peer_options, dict) and all(isinstance(o, dict) for o in self.peer_options.values()),
+             "peer_options", "a dict of method -> options")
+        need(self.peer_settings in PEER_SETTING_CHOICES, "peer_settings", "'authors' or 'shared'")
+        self.preprocessing()
+        for seed in self.seeds:
+            self.train_config(seed=seed)
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(sample_rate=self.sample_rate, clip_seconds=self.clip_seconds, n_fft=self.n_fft,
@@ -151,7 +196,10 @@ def parse_override(text: str, profile: Profile) -> tuple[str, object]:
             raise ValueError(f"{key} expects true or false, got {raw!r}")
         return key, raw.lower() in ("true", "1")
     if isinstance(current, tuple):
-        return key, tuple(int(s) for s in raw.split(","))
+        try:
+            return key, tuple(int(s) for s in raw.split(","))
+        except ValueError:
+            raise ValueError(f"{key} expects integers separated by commas (e.g. 0,1,2), got {raw!r}") from None
     if isinstance(current, dict):
         try:
             value = json.loads(raw)
@@ -160,7 +208,8 @@ def parse_override(text: str, profile: Profile) -> tuple[str, object]:
         if not isinstance(value, dict):
             raise ValueError(f"{key} expects a JSON object such as {{\"pmr\": {{\"mu\": 0}}}}, got {raw!r}")
         return key, value
+    kind = {int: "an integer", float: "a number", str: "a string"}.get(type(current), type(current).__name__)
     try:
         return key, type(current)(raw)
     except ValueError:
-        raise ValueError(f"{key} expects a {type(current).__name__}, got {raw!r}") from None
+        raise ValueError(f"{key} expects {kind}, got {raw!r}") from None

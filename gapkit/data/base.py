@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +35,34 @@ class Preprocessing:
     frames: int = 3
     frame_size: int = 224
     fps: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field's type and range, checked before anything is decoded; the message names the setting."""
+        for name in ("sample_rate", "n_fft", "hop_length", "frames", "frame_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} = {value!r}: expected an integer")
+        for name in ("clip_seconds", "fps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} = {value!r}: expected a finite number")
+        ranges = [("sample_rate", self.sample_rate >= 1000, "an integer >= 1000 (Hz)"),
+                  ("clip_seconds", self.clip_seconds > 0, "a number of seconds > 0"),
+                  ("n_fft", self.n_fft >= 2, "an integer >= 2"),
+                  ("hop_length", self.hop_length >= 1, "an integer >= 1"),
+                  ("frames", self.frames >= 1, "an integer >= 1"),
+                  ("frame_size", self.frame_size >= 1, "an integer >= 1 (pixels)"),
+                  ("fps", self.fps > 0, "a number of frames per second > 0")]
+        for name, ok, allowed in ranges:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: expected {allowed}")
+        samples = round(self.clip_seconds * self.sample_rate)
+        if self.n_fft > samples:
+            raise ValueError(f"n_fft = {self.n_fft}: expected at most the {samples} samples of a clip "
+                             f"(clip_seconds * sample_rate)")
 
     def key(self) -> str:
         """A short stable hash of every field, used to name cache entries."""
