@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gapkit.data.base import AVData, AVSplit
+from gapkit.data.batches import iterate_batches
 from gapkit.models import AVClassifier
 from gapkit.training import NonFiniteLossError, TrainConfig, Trainer, selected_epoch, summarize
 
@@ -37,15 +38,36 @@ def _train(data, out_dir=None, init_from=None, **kw):
     return Trainer(model, data, _config(**kw), device="cpu", out_dir=out_dir).fit(init_from=init_from)
 
 
+_ACC = ("test_acc", "test_acc_audio", "test_acc_visual")
+
+
+def _accuracy(state, split):
+    """Fused, audio and visual accuracy of a model state on a split, in eval mode, by hand."""
+    model = AVClassifier(3, width=2)
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        audio, visual, y, _ = next(iterate_batches(split, len(split)))
+        outputs = model(audio, visual)
+    return {k: (o.argmax(1) == y).float().mean().item() for k, o in zip(_ACC, outputs)}
+
+
 def test_schedule_history_and_gmm_fits(data):
     result = _train(data)
     epochs = result.history["epochs"]
     assert [e["phase"] for e in epochs] == ["warmup", "warmup", "adaptive", "adaptive"]
     assert [e["step"] for e in epochs] == [-1, -1, 0, 1]
     assert [e["lambda_t"] for e in epochs[2:]] == [1.0, 0.96]
-    for key in ("loss", "train_acc", "train_acc_audio", "train_acc_visual", "val_acc", "val_acc_audio",
-                "val_acc_visual", "test_acc", "test_acc_audio", "test_acc_visual"):
-        assert all(0 <= e[key] for e in epochs), key
+    # accuracies count whole clips: the running train accuracy over all 48, val and test over their 12
+    for key, n in (("train_acc", 48), ("train_acc_audio", 48), ("train_acc_visual", 48), ("val_acc", 12),
+                   ("val_acc_audio", 12), ("val_acc_visual", 12), ("test_acc", 12), ("test_acc_audio", 12),
+                   ("test_acc_visual", 12)):
+        assert all(e[key] * n == pytest.approx(round(e[key] * n)) for e in epochs), key
+    # the last epoch's record is the final model's accuracy, and the summary's the selected model's
+    assert {k: epochs[-1][k] for k in _ACC} == _accuracy(result.last_state, data.test)
+    best = result.summary()["best_val_epoch"]
+    assert best >= 2 and {k: epochs[best][k] for k in _ACC} == _accuracy(result.best_state, data.test)
+    assert result.summary()["test_acc"] == epochs[best]["test_acc"]
     gmm = result.history["gmm"]
     assert [g["step"] for g in gmm] == [0, 1, 2]          # one fit per step, and one after training
     assert len(result.gaps) == 3 and all(len(g) == 48 for g in result.gaps)
