@@ -395,7 +395,9 @@ class Trainer:
             wait += time.perf_counter() - t_wait
             out = self.method.training_step(self.model, audio, visual, y, ctx)
             if not torch.isfinite(out.loss):
-                where = self.out_dir / "last.pt" if self.out_dir else "none (no out_dir)"
+                last = self.out_dir / "last.pt" if self.out_dir else None
+                where = (last if last is not None and last.is_file()
+                         else "none (no out_dir)" if last is None else "none yet (no epoch completed)")
                 raise NonFiniteLossError(
                     f"non-finite loss ({out.loss.item()}) at epoch {ctx.epoch}, batch {i} ({self.config.method}); "
                     f"last good checkpoint: {where}")

@@ -150,3 +150,26 @@ def test_skipped_clips_are_counted_on_stderr_and_in_the_plain_output(tmp_path, m
     captured = capsys.readouterr()
     assert "1 of 28 clips skipped" in captured.err and "1 of 28 clips skipped" in captured.out
     assert "sound/low3.wav: " in captured.out and "low3.png" in captured.out
+
+
+def test_a_loss_diverging_before_any_checkpoint_names_none(tmp_path, monkeypatch, one_thread):
+    from fixtures_tiny import tiny_split
+    from gapkit.data.base import AVData
+    from gapkit.methods.adaptive import Adaptive
+    from gapkit.models import AVClassifier
+    from gapkit.training import NonFiniteLossError, Trainer
+
+    original = Adaptive.training_step
+
+    def nan_loss(self, model, audio, visual, y, ctx):
+        out = original(self, model, audio, visual, y, ctx)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Adaptive, "training_step", nan_loss)
+    data = AVData(tiny_split(24, 0), tiny_split(6, 1), tiny_split(6, 2), ["a", "b", "c"])
+    config = TrainConfig(warmup_epochs=1, adaptive_steps=1, adaptive_epochs=1, batch_size=8, seed=0)
+    trainer = Trainer(AVClassifier(3, width=2), data, config, device="cpu", out_dir=tmp_path / "run")
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch 0 .*last good checkpoint: none yet"):
+        trainer.fit()
+    assert not (tmp_path / "run" / "last.pt").exists()
