@@ -17,8 +17,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-PROFILE=default
-DATASET=synthetic
+PROFILE=""  # "": gapkit's defaults (python -m gapkit paths --help)
+DATASET=""
 DATA_ROOT=""
 DEVICE=auto
 ONLY=""
@@ -31,7 +31,7 @@ NOTEBOOKS=(01_data_prep 02_warmup 03_gmm_analysis 04_adaptive_training 05_ablati
 
 usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-    echo "options: --profile smoke|default|paper  --dataset synthetic|crema-d|ave|manifest  --data-root PATH"
+    echo "options: --profile NAME  --dataset NAME  --data-root PATH   (names: python -m gapkit paths --help)"
     echo "         --device auto|cpu|cuda  --only 01,03  --peer-seeds none|0,1,2  --setup-only"
     echo "         --python PATH  --install  -h|--help"
 }
@@ -54,8 +54,6 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-case "$PROFILE" in smoke|default|paper) ;; *) die "unknown profile '$PROFILE' (smoke, default or paper)" ;; esac
-case "$DATASET" in synthetic|crema-d|ave|manifest) ;; *) die "unknown dataset '$DATASET'" ;; esac
 case "$DEVICE" in auto|cpu|cuda) ;; *) die "unknown device '$DEVICE' (auto, cpu or cuda)" ;; esac
 [[ "$DATASET" != manifest || -n "$DATA_ROOT" ]] || die "--dataset manifest needs --data-root (the manifest CSV)"
 [[ -z "$DATA_ROOT" || -e "$DATA_ROOT" ]] || die "--data-root $DATA_ROOT does not exist"
@@ -100,6 +98,20 @@ if [[ "$SETUP_ONLY" == 1 ]]; then
     exit 0
 fi
 
+# ---------------------------------------------------------------------------------------------- layout
+# gapkit checks the profile and dataset names and says where their outputs go (gapkit/paths.py: the one definition)
+NAMES=()
+[[ -z "$PROFILE" ]] || NAMES+=(--profile "$PROFILE")
+[[ -z "$DATASET" ]] || NAMES+=(--dataset "$DATASET")
+LAYOUT="$("$PY" -m gapkit paths ${NAMES[@]+"${NAMES[@]}"} 2>&1)" || die "${LAYOUT##*error: }"
+while IFS='=' read -r key value; do
+    case "$key" in
+        profile) PROFILE="$value" ;; dataset) DATASET="$value" ;;
+        results) RESULTS_DIR="$value" ;; figures) FIGURES_DIR="$value" ;; tables) TABLES_DIR="$value" ;;
+        executed) OUT="$value" ;; runs) RUNS_DIR="$value" ;;
+    esac
+done <<< "$LAYOUT"
+
 # ---------------------------------------------------------------------------------------------- notebooks
 SELECTED=()
 for nb in "${NOTEBOOKS[@]}"; do
@@ -107,8 +119,6 @@ for nb in "${NOTEBOOKS[@]}"; do
 done
 [[ ${#SELECTED[@]} -gt 0 ]] || die "--only $ONLY selects no notebook (use two-digit numbers: 01,02,...,06)"
 
-OUT="executed/$PROFILE"
-[[ "$DATASET" == synthetic ]] || OUT="$OUT/$DATASET"
 mkdir -p "$OUT"
 PARAMS=(-p profile "$PROFILE" -p dataset "$DATASET" -p device "$DEVICE")
 [[ -z "$DATA_ROOT" ]] || PARAMS+=(-p data_root "$(cd "$(dirname "$DATA_ROOT")" && pwd)/$(basename "$DATA_ROOT")")
@@ -131,10 +141,8 @@ for nb in "${SELECTED[@]}"; do
     echo "   $nb done in $((SECONDS - t0)) s"
 done
 
-SUFFIX="$PROFILE"
-[[ "$DATASET" == synthetic ]] || SUFFIX="$PROFILE/$DATASET"
 echo "== all done in $((SECONDS - START)) s"
-echo "   figures:   ${GAPKIT_FIGURES:-figures}/$SUFFIX/"
-echo "   tables:    ${GAPKIT_TABLES:-tables}/$SUFFIX/"
-echo "   results:   ${GAPKIT_RESULTS:-results}/$SUFFIX/ (run folders: ${GAPKIT_RESULTS:-results}/$PROFILE/$DATASET/runs/)"
+echo "   figures:   $FIGURES_DIR/"
+echo "   tables:    $TABLES_DIR/"
+echo "   results:   $RESULTS_DIR/ (run folders: $RUNS_DIR/)"
 echo "   notebooks: $OUT/"

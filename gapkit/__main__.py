@@ -1,9 +1,10 @@
-"""Command line: ``python -m gapkit train | prepare | verify``.
+"""Command line: ``python -m gapkit train | prepare | verify | paths``.
 
     python -m gapkit train --dataset synthetic --method adaptive --profile default --seed 0 --json
     python -m gapkit train --method adaptive --option gamma=0 --set warmup_epochs=3
     python -m gapkit prepare --dataset crema-d --data-root PATH --profile paper
     python -m gapkit verify --data-root PATH
+    python -m gapkit paths --profile default --dataset crema-d
 
 Every setting (profile, --set, --method, --option, --seed, --init-from) is checked before
 any data is read; a bad one stops with exit code 2 and one line naming it and what it accepts.
@@ -16,18 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-DATASETS = ("synthetic", "crema-d", "ave", "manifest")
+from .paths import DATASETS
+from .profiles import PROFILES
 
 
 def _option(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
-    key, raw = text.split("=", 1)
+    from .profiles import parse_override
+
     try:
-        value = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key, value
+        return parse_override(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _profile(args):
@@ -41,9 +41,9 @@ def _profile(args):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="synthetic", choices=DATASETS)
+    p.add_argument("--dataset", default=DATASETS[0], choices=DATASETS)
     p.add_argument("--data-root", default=None, help="corpus folder (or manifest CSV); default for synthetic: generated")
-    p.add_argument("--profile", default="default", choices=("smoke", "default", "paper"))
+    p.add_argument("--profile", default="default", choices=tuple(PROFILES))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one profile setting")
     p.add_argument("--on-error", default="raise", choices=("raise", "skip"), help="bad clips: stop, or skip and count")
 
@@ -127,6 +127,15 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_paths(args) -> int:
+    from .paths import outputs
+
+    where = {"profile": args.profile, "dataset": args.dataset, **outputs(args.profile, args.dataset)}
+    lines = DATASETS if args.datasets else [f"{k}={v}" for k, v in where.items()]
+    print(*lines, sep="\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gapkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +162,12 @@ def main(argv=None) -> int:
     v.add_argument("--data-root", required=True)
     v.add_argument("--checksums", default=None, help="path,sha256,bytes CSV (default: the list shipped with gapkit)")
     v.set_defaults(func=cmd_verify)
+
+    o = sub.add_parser("paths", help="where a profile's outputs go, as key=value lines (run_all.sh reads them)")
+    o.add_argument("--profile", default="default", choices=tuple(PROFILES))
+    o.add_argument("--dataset", default=DATASETS[0], choices=DATASETS)
+    o.add_argument("--datasets", action="store_true", help="print the dataset names instead, one a line")
+    o.set_defaults(func=cmd_paths)
 
     args = parser.parse_args(argv)
     try:

@@ -182,11 +182,21 @@ def get_profile(name: str, **overrides) -> Profile:
     return profile.replace(**overrides) if overrides else profile
 
 
-def parse_override(text: str, profile: Profile) -> tuple[str, object]:
-    """``key=value`` from the command line, the value converted to the field's type."""
+def parse_override(text: str, profile: Profile | None = None) -> tuple[str, object]:
+    """``key=value`` from the command line: the one parser of ``--set`` and ``--option``.
+
+    With ``profile`` (``--set``), ``key`` must be one of its settings and the value takes that setting's
+    type. Without one (``--option``, a method option, checked later by the method itself) the value is read
+    as JSON where it is JSON (``0``, ``0.5``, ``true``/``True``, ``"text"``), else kept as text.
+    """
     if "=" not in text:
-        raise ValueError(f"expected key=value, got {text!r}")
+        raise ValueError(f"expected {'key' if profile is not None else 'name'}=value, got {text!r}")
     key, raw = text.split("=", 1)
+    if profile is None:
+        try:
+            return key, json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
+        except json.JSONDecodeError:
+            return key, raw
     fields = {f.name: f for f in dataclasses.fields(profile)}
     if key not in fields or key == "name":
         raise ValueError(f"unknown profile setting {key!r}; valid: {', '.join(sorted(set(fields) - {'name'}))}")

@@ -130,8 +130,7 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     root = run_root(profile.name, dataset, results_root)
     jobs = _with_parents(specs)
     for job in jobs:  # every run's settings (overrides, method, options) checked before the first one trains
-        (profile.replace(**job.overrides) if job.overrides else profile).train_config(job.method, job.seed,
-                                                                                      **job.options)
+        job.config(profile)
     workers = profile.workers if workers is None else workers
     if resolve_device(device or profile.device).type != "cpu":
         workers = 1

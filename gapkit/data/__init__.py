@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..paths import DATASETS, check_dataset
 from .base import AVData, AVSplit, Preprocessing
 from .cache import Corpus, load_or_build
 from .media import ListingError, MediaError
 
-DATASETS = ("synthetic", "crema-d", "ave", "manifest")
 
 __all__ = ["DATASETS", "AVData", "AVSplit", "ListingError", "MediaError", "Preprocessing", "carve_validation",
            "load_dataset"]
@@ -145,8 +145,7 @@ def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Pr
     their sha256, annotation files, ...); for ``"synthetic"`` also
     ``info["degradation"]``: ``clip -> "none" | "audio" | "visual"`` for the loaded clips.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    check_dataset(dataset)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if split not in ("standard", "speaker"):
