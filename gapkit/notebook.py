@@ -107,8 +107,8 @@ class NotebookSetup:
 
     @property
     def study(self) -> dict:
-        """Keyword arguments for :mod:`gapkit.studies`' functions (they train what is missing)."""
-        return {**self.read, "device": self.device}
+        """Keyword arguments for :mod:`gapkit.studies`' functions (they train what is missing, with progress bars)."""
+        return {**self.read, "device": self.device, "progress": True}
 
     def load_data(self, progress: bool = True):
         """The profile's corpus, generated or decoded into the cache on first use (with a progress bar)."""

@@ -31,6 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .data.base import AVData
 from .experiments import run_name, train_run
@@ -124,8 +125,8 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     (default: the profile's) train at once, each in its own process with the profile's ``threads``
     (a run's setting, recorded with it: its numbers depend on its own thread count, never on which other
     runs share the machine; README, Speed).
-    ``log`` gets one line per run (``None``: silent); ``progress`` shows a bar per run's epochs (one
-    worker only).
+    ``log`` gets one line per run (``None``: silent); ``progress`` shows a bar over the runs to train and, with
+    one worker, a bar per run's epochs (widgets in a notebook, text in a terminal).
     """
     root = run_root(profile.name, dataset, results_root)
     jobs = _with_parents(specs)
@@ -140,11 +141,13 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
         for job in todo:
             log(f"training {job.name} ({job.study}: {job.variant})"
                 + (f", branching from {job.parent}/warmup.pt" if job.parent else ""))
-    if workers > 1 and len(todo) > 1:
-        _train_in_pool(todo, profile, data, root, dataset, device, workers, log)
-    else:
-        for job in todo:
-            _log_done(job, _train(job, profile, data, root, dataset, device, progress), log)
+    with tqdm(total=len(todo), desc="runs", unit="run", disable=not (progress and todo)) as bar:
+        if workers > 1 and len(todo) > 1:
+            _train_in_pool(todo, profile, data, root, dataset, device, workers, log, bar)
+        else:
+            for job in todo:
+                _log_done(job, _train(job, profile, data, root, dataset, device, progress), log)
+                bar.update()
     return read_runs(specs, profile, dataset=dataset, results_root=results_root, data=data)
 
 
@@ -189,7 +192,7 @@ def _train_in_worker(job: RunSpec, profile: Profile, root: Path, dataset: str, d
 
 
 def _train_in_pool(todo: list[RunSpec], profile: Profile, data: AVData, root: Path, dataset: str, device,
-                   workers: int, log) -> None:
+                   workers: int, log, bar) -> None:
     """Train ``todo`` in ``workers`` fresh processes, each run as soon as its parent's warm-up exists (so that no
     process waits for a whole wave to end); the first failure stops the pool and is raised with the run's name."""
     context = multiprocessing.get_context("spawn")  # no fork of a process whose thread pools are running
@@ -214,6 +217,7 @@ def _train_in_pool(todo: list[RunSpec], profile: Profile, data: AVData, root: Pa
                 except BaseException as err:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise RuntimeError(f"run {job.name} failed: {err}") from err
+                bar.update()
                 waiting.discard(job.name)
             submit_ready()
 
