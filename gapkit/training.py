@@ -343,7 +343,7 @@ class Trainer:
             ctx = Context(epoch=epoch, phase=phase, adaptive_epoch=adaptive_epoch, step=step,
                           total_epochs=cfg.total_epochs, mixture=mixture,
                           batches_per_epoch=self._batches_per_epoch(), optimizer=optimizer)
-            record.update(self._train_epoch(optimizer, generator, ctx, history))
+            record.update(self._train_epoch(optimizer, generator, ctx))
             record.update(_record_split("val", self.evaluate("val")))
             record.update(_record_split("test", self.evaluate("test")))
             record.update(method.on_epoch_end(self.model, self.data, ctx))
@@ -384,7 +384,7 @@ class Trainer:
         mixture = GapMixture(seed=self.config.seed).fit(g)
         return mixture, g, time.perf_counter() - t0
 
-    def _train_epoch(self, optimizer, generator, ctx: Context, history) -> dict:
+    def _train_epoch(self, optimizer, generator, ctx: Context) -> dict:
         self.model.train()
         self.method.on_epoch_start(self.model, self.data, ctx)
         total_loss, seen = 0.0, 0

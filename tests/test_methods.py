@@ -668,10 +668,10 @@ def test_killed_run_resumes_to_the_same_result(data, name, tmp_path, monkeypatch
     full = _train(data, name)
     original = Trainer._train_epoch
 
-    def dies_at_epoch_2(self, optimizer, generator, ctx, history):
+    def dies_at_epoch_2(self, optimizer, generator, ctx):
         if ctx.epoch == 2:
             raise KeyboardInterrupt
-        return original(self, optimizer, generator, ctx, history)
+        return original(self, optimizer, generator, ctx)
 
     monkeypatch.setattr(Trainer, "_train_epoch", dies_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):

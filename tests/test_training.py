@@ -110,10 +110,10 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, monkeypatch):
     full = _train(data)
     original = Trainer._train_epoch
 
-    def dies_at_epoch_3(self, optimizer, generator, ctx, history):
+    def dies_at_epoch_3(self, optimizer, generator, ctx):
         if ctx.epoch == 3:
             raise KeyboardInterrupt
-        return original(self, optimizer, generator, ctx, history)
+        return original(self, optimizer, generator, ctx)
 
     monkeypatch.setattr(Trainer, "_train_epoch", dies_at_epoch_3)
     with pytest.raises(KeyboardInterrupt):

@@ -39,10 +39,10 @@ Why audio dominates
     classes are closer together relative to their spread (``_VISUAL`` vs
     ``_VISUAL_SPREAD``), the face carries more nuisance (pose, lighting, speech,
     blinks) and there is ~10 times less visual data (2-3 small frames against a
-    few seconds of sound). On the default profile (8 epochs), after the warm-up the
-    unimodal heads reach about 57% on the voice and 37% on the faces (validation,
-    mean of 3 seeds), and fusing both stays well under 95% (about 70-73% test). ``audio_jitter`` / ``visual_jitter`` scale the class overlap
-    and are the first knobs to recalibrate.
+    few seconds of sound). The aim: after the warm-up the voice's head clearly leads
+    the faces', and fusing both stays well short of perfect (the accuracies the default
+    profile reaches are in notebook 02's results and the README). ``audio_jitter`` /
+    ``visual_jitter`` scale the class overlap and are the first knobs to recalibrate.
 
 Degradation
     ``degraded_fraction`` of the clips (an exact count, seeded) have exactly one

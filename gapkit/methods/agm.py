@@ -33,8 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Context, Method, StepOutput
-from .ogm_ge import EpochMeans
+from .base import Context, EpochMeans, Method, StepOutput
 
 
 def scale_gradient(x: torch.Tensor, c: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ happens inside it:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -40,7 +40,6 @@ class Context:
     total_epochs: int = 0
     mixture: GapMixture | None = None
     batches_per_epoch: int = 0
-    extra: dict = field(default_factory=dict)
     #: the trainer's optimizer, for a method that takes several optimizer steps per mini-batch (MLA)
     optimizer: object = None
 
@@ -98,3 +97,23 @@ class Method:
     def predict(self, model, audio, visual) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fused, audio, visual) logits used for evaluation."""
         return model(audio, visual)
+
+
+class EpochMeans:
+    """Means of per-batch scalars over one epoch, returned as an on_epoch_end record (``prefix_name``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def record(self) -> dict:
+        return {f"{self.prefix}_{k}": v / self.counts[k] for k, v in self.sums.items()}

@@ -50,8 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Context, Method, StepOutput
-from .ogm_ge import EpochMeans
+from .base import Context, EpochMeans, Method, StepOutput
 
 
 class MMTM(nn.Module):

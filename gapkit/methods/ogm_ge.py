@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Context, Method, StepOutput
+from .base import Context, EpochMeans, Method, StepOutput
 
 
 def true_class_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -65,26 +65,6 @@ def modulate_encoder_gradients(encoder: torch.nn.Module, coefficient: float, noi
             p.grad = g * coefficient + torch.randn_like(g) * std
         elif coefficient != 1.0:
             p.grad = g * coefficient
-
-
-class EpochMeans:
-    """Means of per-batch scalars over one epoch, returned as an on_epoch_end record (``prefix_name``)."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, **values: float) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def record(self) -> dict:
-        return {f"{self.prefix}_{k}": v / self.counts[k] for k, v in self.sums.items()}
 
 
 class OGMGE(Method):

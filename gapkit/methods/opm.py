@@ -28,8 +28,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Context, Method, StepOutput
-from .ogm_ge import EpochMeans, true_class_score
+from .base import Context, EpochMeans, Method, StepOutput
+from .ogm_ge import true_class_score
 
 
 def opm_drop_probabilities(score_a: float, score_v: float, q_base: float, lam: float) -> tuple[float, float]:

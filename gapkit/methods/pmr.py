@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.batches import iterate_batches
-from .base import Context, Method, StepOutput
-from .ogm_ge import EpochMeans
+from .base import Context, EpochMeans, Method, StepOutput
 
 
 def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
