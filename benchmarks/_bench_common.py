@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from gapkit.experiments import versions
+from gapkit.runs import versions
 from gapkit.io import atomic_write_text
 
 

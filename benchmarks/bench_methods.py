@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from _bench_common import load_average, machine, write_atomic
-from gapkit.experiments import build_model, load_data
+from gapkit.runs import build_model, load_data
 from gapkit.methods import METHODS, make_method
 from gapkit.profiles import get_profile, parse_override
 from gapkit.training import Trainer, resolve_device

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from _bench_common import load_average, machine, write_atomic
 from gapkit.data.batches import iterate_batches
 from gapkit.data.media import expected_shapes
-from gapkit.experiments import build_model, load_data
+from gapkit.runs import build_model, load_data
 from gapkit.profiles import Profile, get_profile
 from gapkit.training import Trainer, make_optimizer
 

@@ -61,7 +61,7 @@ def _skipped(data, command: str) -> str | None:
 
 
 def cmd_train(args) -> int:
-    from .experiments import load_data, train_run
+    from .runs import load_data, train_run
     from .io import RunFolderBusy
     from .training import NonFiniteLossError
 
@@ -99,7 +99,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from .experiments import load_data
+    from .runs import load_data
 
     if args.download_splits:
         from .data.cremad import download_splits

@@ -112,7 +112,7 @@ class NotebookSetup:
 
     def load_data(self, progress: bool = True):
         """The profile's corpus, generated or decoded into the cache on first use (with a progress bar)."""
-        from .experiments import load_data
+        from .runs import load_data
 
         return load_data(self.profile, self.dataset, self.data_root, progress=progress)
 

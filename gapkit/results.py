@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from .data.base import AVData
-from .experiments import run_name
+from .runs import run_name
 from .paths import EMBEDDED, run_root
 from .profiles import PROFILES, Profile, get_profile
 
@@ -342,12 +342,12 @@ def per_sample_outcomes(runs: pd.DataFrame, profile: Profile, data: AVData, devi
     that of each run of ``runs`` (a Table 1 run table: ``variant``, ``seed``, ``method``, ``run_dir``), with the
     model selected by validation (``best.pt``) and the method's own modules and prediction rule. Both models are
     evaluated by :meth:`gapkit.training.Trainer.evaluate` with the run's own config (``metrics.json``), on a model
-    built as :func:`gapkit.experiments.build_model` builds it for ``profile``.
+    built as :func:`gapkit.runs.build_model` builds it for ``profile``.
 
     One row per run and test sample, in split order: ``variant``, ``method``, ``seed``, ``sample`` (index in the
     test split), ``label``, ``gap``, ``w_imb``, ``subset``, ``pred_before``, ``pred_after``.
     """
-    from .experiments import build_model
+    from .runs import build_model
     from .training import TrainConfig, Trainer
 
     def test_outputs(run_dir: Path, state_file: str):

@@ -4,7 +4,7 @@ Reading what they produced is :mod:`gapkit.results` (read-only); the paper's row
 :mod:`gapkit.paper`; plotting is :mod:`gapkit.report`.
 
 Every run lives in ``<results>/<profile>/<dataset>/runs/<name>/`` and is trained by
-:func:`gapkit.experiments.train_run`, which returns a finished run's ``metrics.json``
+:func:`gapkit.runs.train_run`, which returns a finished run's ``metrics.json``
 instead of training it again. So each study below costs only the runs that are still
 missing, and a run shared by two tables is trained once:
 
@@ -21,7 +21,7 @@ missing, and a run shared by two tables is trained once:
   full run with ``optimizer="adam"`` (lr :data:`gapkit.paper.ADAM_LR`), and "Adam, same state"
   branches from that run's warm-up. Runs that differ only in profile fields get
   their own folder names (``adaptive-keepstate-seed0``, ``adaptive-adam-seed0``,
-  ``adaptive-adam-keepstate-seed0``), since :func:`~gapkit.experiments.run_name`
+  ``adaptive-adam-keepstate-seed0``), since :func:`~gapkit.runs.run_name`
   only encodes the method, its options and the seed.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .data.base import AVData
-from .experiments import run_name, train_run
+from .runs import run_name, train_run
 from .methods.peer_settings import peer_overrides
 from .paper import (ABLATIONS, ADAM_LR, BASELINE_AND_OURS, CONTROL_METHODS, OPTIMIZER_SETTINGS, TABLE1_LABELS,
                     TABLE1_ROWS, WEIGHT_CONTROLS)

@@ -12,7 +12,7 @@ from fixtures_tiny import tiny_split
 from gapkit import results, studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
-from gapkit.experiments import build_model
+from gapkit.runs import build_model
 from gapkit.gap import collect_outputs
 from gapkit.methods import make_method
 from gapkit.mixture import GapMixture

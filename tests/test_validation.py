@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from gapkit import experiments
+from gapkit import runs
 from gapkit.__main__ import main
 from gapkit.data.base import Preprocessing
 from gapkit.profiles import get_profile
@@ -31,7 +31,7 @@ def no_data(monkeypatch):
     """``load_data`` that fails the test: the command must stop before reading any data."""
     def refuse(*args, **kwargs):
         raise AssertionError("the dataset was loaded before the settings were checked")
-    monkeypatch.setattr(experiments, "load_data", refuse)
+    monkeypatch.setattr(runs, "load_data", refuse)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -1,4 +1,7 @@
-"""One call per stage, for the command line and the notebooks: load a dataset, train a run, reuse a finished one.
+"""One run: settings -> run folder. Load a dataset, train a run, reuse a finished one.
+
+Many runs (the tables' plans, several processes) are :mod:`gapkit.studies`; reading run folders,
+:mod:`gapkit.results`.
 
 A run's folder holds ``metrics.json`` (the summary, every setting that produced it,
 versions, git commit, device and wall time), ``history.json``, ``gaps.npz`` and the
@@ -17,7 +20,7 @@ import torch
 
 from .data.base import AVData
 from .models import AVClassifier
-from .paths import project_root, results_dir
+from .paths import project_root, run_root
 from .profiles import Profile
 from .io import atomic_write_text
 from .training import Trainer, resolve_device
@@ -47,7 +50,7 @@ def run_name(method: str, seed: int, **method_options) -> str:
 
 
 def default_run_dir(profile: Profile, dataset: str, name: str) -> Path:
-    return results_dir() / profile.name / dataset / "runs" / name
+    return run_root(profile.name, dataset) / name
 
 
 def git_commit() -> str | None:
