@@ -28,34 +28,36 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+#: each root's environment variable; its default is ``<project>/<kind>``
+ROOT_VARIABLES = {"data": "GAPKIT_DATA", "cache": "GAPKIT_CACHE", "results": "GAPKIT_RESULTS",
+                  "figures": "GAPKIT_FIGURES", "tables": "GAPKIT_TABLES", "executed": "GAPKIT_EXECUTED"}
+
+
+def root(kind: str) -> Path:
+    """``$GAPKIT_<KIND>`` or ``<project>/<kind>``: ``data`` (generated corpora), ``cache`` (preprocessed tensors),
+    ``results`` (run folders, the notebooks' scalar results), ``figures`` and ``tables`` (made by the notebooks),
+    ``executed`` (executed copies of the notebooks, ``run_all.sh``)."""
+    return Path(os.environ.get(ROOT_VARIABLES[kind], project_root() / kind))
+
+
 def data_dir() -> Path:
-    """Generated corpora (the embedded synthetic dataset): ``$GAPKIT_DATA`` or ``<root>/data``."""
-    return Path(os.environ.get("GAPKIT_DATA", project_root() / "data"))
+    return root("data")
 
 
 def cache_dir() -> Path:
-    """Preprocessed tensors: ``$GAPKIT_CACHE`` or ``<root>/cache``."""
-    return Path(os.environ.get("GAPKIT_CACHE", project_root() / "cache"))
+    return root("cache")
 
 
 def results_dir() -> Path:
-    """Training outputs: ``$GAPKIT_RESULTS`` or ``<root>/results``."""
-    return Path(os.environ.get("GAPKIT_RESULTS", project_root() / "results"))
+    return root("results")
 
 
 def figures_dir() -> Path:
-    """Figures made by the notebooks: ``$GAPKIT_FIGURES`` or ``<root>/figures``."""
-    return Path(os.environ.get("GAPKIT_FIGURES", project_root() / "figures"))
+    return root("figures")
 
 
 def tables_dir() -> Path:
-    """Tables made by the notebooks: ``$GAPKIT_TABLES`` or ``<root>/tables``."""
-    return Path(os.environ.get("GAPKIT_TABLES", project_root() / "tables"))
-
-
-def executed_dir() -> Path:
-    """Executed copies of the notebooks (``run_all.sh``): ``$GAPKIT_EXECUTED`` or ``<root>/executed``."""
-    return Path(os.environ.get("GAPKIT_EXECUTED", project_root() / "executed"))
+    return root("tables")
 
 
 def check_dataset(dataset: str) -> str:
@@ -71,8 +73,8 @@ def dataset_part(dataset: str) -> str:
 
 def run_root(profile: str, dataset: str, results_root=None) -> Path:
     """``<results>/<profile>/<dataset>/runs``: the run folders of a profile (its name) and dataset."""
-    root = Path(results_root) if results_root is not None else results_dir()
-    return root / profile / check_dataset(dataset) / "runs"
+    results = Path(results_root) if results_root is not None else results_dir()
+    return results / profile / check_dataset(dataset) / "runs"
 
 
 def outputs(profile: str, dataset: str, *, results_root=None, figures_root=None, tables_root=None,
@@ -81,9 +83,7 @@ def outputs(profile: str, dataset: str, *, results_root=None, figures_root=None,
     ``figures``, ``tables``, ``executed`` (executed notebooks), each ``<root>/<profile>/[<dataset>/]``, and
     ``runs`` (:func:`run_root`). A root left ``None`` is the default one."""
     part = dataset_part(dataset)
-    roots = {"results": (results_root, results_dir), "figures": (figures_root, figures_dir),
-             "tables": (tables_root, tables_dir), "executed": (executed_root, executed_dir)}
-    out = {kind: (Path(given) if given is not None else default()) / profile / part
-           for kind, (given, default) in roots.items()}
+    given = {"results": results_root, "figures": figures_root, "tables": tables_root, "executed": executed_root}
+    out = {kind: (Path(path) if path is not None else root(kind)) / profile / part for kind, path in given.items()}
     out["runs"] = run_root(profile, dataset, results_root)
     return out
