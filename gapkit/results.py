@@ -1,10 +1,8 @@
 """Read-only: run folders -> run tables, intervals, paired differences, GMM and per-sample summaries.
 
-Nothing here trains. A run table (one row per run, :func:`read_runs`) is read from the run folders
-that :mod:`gapkit.studies` trained (``<results>/<profile>/<dataset>/runs/<name>/``,
-:func:`gapkit.paths.run_root`); a run that is not there is an error naming the notebook and the
-command that make it (:class:`MissingRunError`). The report (:mod:`gapkit.report`) and the notebooks
-turn these tables into figures, tables and claims.
+Nothing here trains. A run table (one row per run, :func:`read_runs`) is read from the run folders that
+:mod:`gapkit.studies` trained (:func:`gapkit.paths.run_root`); a missing run is an error naming the notebook
+and the command that make it (:class:`MissingRunError`). :mod:`gapkit.report` draws on these tables.
 """
 from __future__ import annotations
 
@@ -18,9 +16,11 @@ import pandas as pd
 import torch
 
 from .data.base import AVData
-from .runs import run_name
 from .paths import EMBEDDED, run_root
 from .profiles import PROFILES, Profile, get_profile
+from .mixture import GapMixture, bic
+from .runs import build_model, run_name
+from .training import TrainConfig, Trainer
 
 #: The columns of a run table taken from ``metrics.json``.
 METRIC_COLUMNS = ("test_acc", "test_acc_audio", "test_acc_visual", "val_acc", "best_val_epoch", "last_test_acc",
@@ -76,10 +76,8 @@ def run_row(spec: RunSpec, metrics: dict, run_dir: Path) -> dict:
            "name": spec.name, "optimizer": cfg["optimizer"], "lr": cfg["lr"],
            "reset_optimizer": cfg["reset_optimizer"], "options": json.dumps(spec.options, sort_keys=True),
            "branched_from": spec.parent}
-    row.update({k: metrics[k] for k in METRIC_COLUMNS})
-    row["wall_seconds"] = metrics.get("wall_seconds")
-    row["run_dir"] = str(run_dir)
-    return row
+    return {**row, **{k: metrics[k] for k in METRIC_COLUMNS}, "wall_seconds": metrics.get("wall_seconds"),
+            "run_dir": str(run_dir)}
 
 
 def read_runs(specs: list[RunSpec], profile: Profile, *, dataset: str = EMBEDDED, results_root=None,
@@ -132,11 +130,9 @@ def train_command(spec: RunSpec, profile: Profile, dataset: str = EMBEDDED, resu
 
 
 def _cli_value(value) -> str:
-    if isinstance(value, str):
-        return value
     if isinstance(value, (tuple, list)):
         return ",".join(map(str, value))
-    return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _missing_message(missing: list[RunSpec], profile: Profile, dataset: str, results_root) -> str:
@@ -154,6 +150,7 @@ def _missing_message(missing: list[RunSpec], profile: Profile, dataset: str, res
     if all(commands):
         text += " One run at a time: " + "; then ".join(commands)
     return text
+
 
 # ---------------------------------------------------------------------------------------------- collecting
 
@@ -254,8 +251,6 @@ def load_gaps(run_dir) -> dict[str, np.ndarray]:
 
 def gap_bic(gaps: np.ndarray, seed: int = 0) -> dict:
     """BIC of a 1- and a 2-component Gaussian mixture on the gaps (lower is better; Section 3.2)."""
-    from .mixture import bic
-
     b1, b2 = bic(gaps, 1, seed), bic(gaps, 2, seed)
     return {"bic_1": b1, "bic_2": b2, "delta_bic": b1 - b2, "bimodal": bool(b2 < b1)}
 
@@ -288,8 +283,6 @@ def _degradation_kind(value) -> str:
 
 def warmup_mixture(run_dir):
     """The GMM fitted after warm-up (``history.json`` gmm[0]) and the gaps it was fitted to (``gaps.npz`` fit0)."""
-    from .mixture import GapMixture
-
     history = load_history(run_dir)
     if not history["gmm"]:
         raise ValueError(f"{run_dir} has no GMM fit: is it a two-stage (adaptive) run?")
@@ -347,9 +340,6 @@ def per_sample_outcomes(runs: pd.DataFrame, profile: Profile, data: AVData, devi
     One row per run and test sample, in split order: ``variant``, ``method``, ``seed``, ``sample`` (index in the
     test split), ``label``, ``gap``, ``w_imb``, ``subset``, ``pred_before``, ``pred_after``.
     """
-    from .runs import build_model
-    from .training import TrainConfig, Trainer
-
     def test_outputs(run_dir: Path, state_file: str):
         metrics = json.loads((run_dir / "metrics.json").read_text())
         if metrics["data"].get("cache_key") != data.info.get("cache_key"):
