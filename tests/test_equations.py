@@ -240,3 +240,15 @@ def test_gamma_term_pulls_an_imbalanced_gap_towards_the_balanced_mean():
     loss.backward()
     # d/dl_a0 of w_imb (g - mu_0)^2 = 2 w_imb (g - mu_0) s_a (1 - s_a): lowers s_a since g > mu_0
     assert l_a.grad[0, 0].item() == pytest.approx(2 * w_imb.item() * 0.3 * 0.9 * 0.1, rel=1e-4)
+
+
+def test_gap_magnitude_control_rescales_and_clamps_at_one():
+    from gapkit.losses import control_weights
+
+    g = torch.tensor([1.0, -0.05, 0.05])
+    w_imb = torch.tensor([0.9, 0.9, 0.9])
+    # mean |g| = 1.1 / 3, so the scale is 0.9 * 3 / 1.1: 2.45 for the first sample, clamped to 1
+    scale = 0.9 * 3 / 1.1
+    w_bal2, w_imb2 = control_weights(g, 1 - w_imb, w_imb, "gap-magnitude")
+    torch.testing.assert_close(w_imb2, torch.tensor([1.0, 0.05 * scale, 0.05 * scale]))
+    torch.testing.assert_close(w_bal2, 1 - w_imb2)
