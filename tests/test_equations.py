@@ -217,6 +217,11 @@ def test_adaptive_loss_by_hand_on_a_batch_with_nonzero_balanced_mean():
     expected = sum(terms) / 3
     got = adaptive_loss(logits, l_a, l_v, y, mix, epoch=epoch, alpha=alpha, beta=beta, gamma=gamma)
     assert got.item() == pytest.approx(expected, rel=1e-5)
+    # alpha = beta = gamma = 1 by default
+    defaults = sum(w_b * ce + 0.96 ** 3 * (g ** 2 + w_i * (g - 0.1) ** 2) for g, ce, (w_b, w_i) in zip(
+        gaps, ces, [(1 - w, w) for w in (0.3 * _normal(g, -0.4, 0.05) / (0.7 * _normal(g, 0.1, 0.02)
+                                                                        + 0.3 * _normal(g, -0.4, 0.05)) for g in gaps)]))
+    assert adaptive_loss(logits, l_a, l_v, y, mix, epoch=3).item() == pytest.approx(defaults / 3, rel=1e-5)
     # the weights really differ across the batch (else the test could not tell a weight from its mean)
     _, w_imb = mix.posteriors(torch.tensor(gaps))
     assert w_imb.max() - w_imb.min() > 0.5
