@@ -98,6 +98,17 @@ def remove_stale_staging(final: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def discard_folder(folder: Path) -> None:
+    """Remove ``folder``: first renamed out of its place in one step, so that no reader sees it half-deleted."""
+    folder = Path(folder)
+    doomed = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-discarded")
+    try:
+        os.replace(folder, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def publish_folder(tmp: Path, final: Path, is_complete) -> None:
     """Rename the finished ``tmp`` to ``final`` in one step.
 

@@ -126,9 +126,56 @@ def test_on_error_skip_counts_and_lists(corpus, tmp_path):
     assert not {wav.stem, flv.stem} & set(out.clips)
     manifest = json.loads((out.path / "manifest.json").read_text())
     assert manifest["skipped"] == out.skipped and manifest["requested"] == 8
-    # the same entry under on_error="raise" reports what it lacks instead of hiding it
-    with pytest.raises(MediaError, match="on_error='skip'"):
+    # under on_error="raise" the skipped clips are decoded again: the error is today's, naming the file
+    with pytest.raises(ListingError, match=flv.name):
         _build(corpus, tmp_path / "cache")
+
+
+def test_skipped_clips_are_retried_once_fixed(corpus, tmp_path):
+    good_wav = sorted((corpus / "AudioWAV").iterdir())[0].read_bytes()
+    wav, flv = _break_two_clips(corpus)
+    assert len(_build(corpus, tmp_path / "cache", on_error="skip").clips) == 6
+    wav.write_bytes(good_wav)
+    with pytest.warns(UserWarning, match=wav.name):
+        again = _build(corpus, tmp_path / "cache", on_error="skip")
+    assert again.built and len(again.clips) == 7 and wav.stem in again.clips and flv.stem not in again.clips
+
+
+def test_a_changed_media_file_rebuilds_the_entry(corpus, tmp_path, monkeypatch):
+    first = _build(corpus, tmp_path / "cache")
+    wav = sorted((corpus / "AudioWAV").iterdir())[2]
+    data = bytearray(wav.read_bytes())
+    data[20000:24000] = bytes(4000)  # the same size, silence mid-clip: only the content hash can tell
+    wav.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=f"{wav.name} changed content"):
+        second = _build(corpus, tmp_path / "cache")
+    assert second.built and second.path == first.path and second.content_digest != first.content_digest
+    row = second.clips.index(wav.stem)
+    assert not torch.equal(second.audio[row], first.audio[row])
+    others = [i for i in range(len(second.clips)) if i != row]
+    assert torch.equal(second.audio[others], first.audio[others])
+
+
+def test_a_touched_file_with_the_same_content_keeps_the_entry(corpus, tmp_path, monkeypatch):
+    first = _build(corpus, tmp_path / "cache")
+    wav = sorted((corpus / "AudioWAV").iterdir())[2]
+    os.utime(wav, ns=(1, 1))
+    monkeypatch.setattr(cache, "decode_clip", _refuse)
+    second = _build(corpus, tmp_path / "cache")
+    assert not second.built and second.content_digest == first.content_digest
+    recorded = json.loads((second.path / "manifest.json").read_text())["media"][f"AudioWAV/{wav.name}"]
+    assert recorded[1] == 1  # the new time is remembered: the next load does not hash the file again
+
+
+def test_a_moved_corpus_finds_its_entry(corpus, tmp_path, monkeypatch):
+    import shutil
+
+    first = _build(corpus, tmp_path / "cache")
+    moved = tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(corpus, moved)  # a copy: new paths and new modification times, the same bytes
+    monkeypatch.setattr(cache, "decode_clip", _refuse)
+    second = _build(moved, tmp_path / "cache")
+    assert not second.built and second.path == first.path and second.content_digest == first.content_digest
 
 
 def test_two_worker_processes_give_the_same_bytes(corpus, tmp_path):

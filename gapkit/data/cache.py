@@ -9,15 +9,20 @@ An entry is a folder ``<cache root>/<dataset>-<preprocessing key>-<corpus digest
     manifest.json  the key, the preprocessing, the corpus identity, shapes, the skipped clips
 
 The key hashes every :class:`~gapkit.data.base.Preprocessing` field together with
-the corpus identity (dataset name, resolved root and every clip's name, label,
-media paths and segment): rerunning with the same settings reuses the entry, and
-any change builds a new one beside it. An entry is built in a temporary sibling
-folder (``<entry>.tmp-<pid>``) with ``manifest.json`` written last, then renamed
-into place in one step, so a killed build never leaves a folder that is read as
-complete; its leftover is removed by the next build once its process is gone.
+the corpus identity (dataset name and every clip's name, label, media paths relative
+to the corpus root, and segment), never where the corpus or the checkout lies: a
+moved, renamed or copied corpus finds its entry. An entry is valid only for the media
+it was built from: its manifest records each media file's size, modification time
+and sha256, checked on every load (a file whose size changed, or whose time changed
+and whose content did too, rebuilds the entry, and a warning says which file); and
+the sha256 of the cached arrays (``content_digest``), part of every run's identity.
+An entry with skipped clips is reused only under ``on_error="skip"`` and while the
+skipped clips' files are as they were; otherwise they are decoded again.
 
-The key does not read the media themselves: after replacing media files in place,
-remove the entry (its path is ``info["cache_path"]``) to decode them again.
+An entry is built in a temporary sibling folder (``<entry>.tmp-<pid>``) with
+``manifest.json`` written last, then renamed into place in one step, so a killed
+build never leaves a folder that is read as complete; its leftover is removed by the
+next build once its process is gone.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +43,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..io import publish_folder, remove_stale_staging, staging_folder
+from ..io import atomic_write_text, discard_folder, publish_folder, remove_stale_staging, staging_folder
 from .base import Preprocessing
 from .media import ListingError, MediaError, decode_clip, expected_shapes
 
-FORMAT = 1  # bump when the decoding changes what an entry holds
+FORMAT = 2  # bump when the decoding changes what an entry holds
 PARALLEL_FROM = 64  # fewer clips decode faster in-process than a pool starts
 
 
@@ -87,6 +93,8 @@ class CachedCorpus:
     key: str
     path: Path
     built: bool
+    #: sha256 of the cached arrays and clip list: what the data is, wherever it lies
+    content_digest: str
 
     def index(self) -> dict[str, int]:
         """``clip -> row``."""
@@ -97,11 +105,17 @@ def _clip_name(source: ClipSource) -> str:
     return source.clip
 
 
+def relative(path, root) -> str:
+    """``path`` relative to the corpus root, with ``/`` separators (``../`` where it lies outside)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+
+
 def corpus_key(dataset: str, root, sources: list[ClipSource], pre: Preprocessing) -> str:
-    """``<preprocessing key>-<corpus digest>``: what names and validates a cache entry."""
+    """``<preprocessing key>-<corpus digest>``: what names a cache entry (never where the corpus lies)."""
     identity = {
-        "format": FORMAT, "dataset": dataset, "root": str(Path(root).resolve()),
-        "clips": [[s.clip, s.label, str(s.audio), str(s.visual), s.segment] for s in sorted(sources, key=_clip_name)],
+        "format": FORMAT, "dataset": dataset,
+        "clips": [[s.clip, s.label, relative(s.audio, root), relative(s.visual, root), s.segment]
+                  for s in sorted(sources, key=_clip_name)],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return f"{pre.key()}-{digest}"
@@ -127,16 +141,14 @@ def load_or_build(sources: list[ClipSource], pre: Preprocessing, *, dataset: str
     key = corpus_key(dataset, root, sources, pre)
     entry = Path(cache_root if cache_root is not None else paths.cache_dir()).resolve() / f"{dataset}-{key}"
     built = False
-    if not _is_complete(entry, key):
+    complete = _is_complete(entry, key)
+    if complete and not _media_unchanged(entry, sources, root, on_error):
+        discard_folder(entry)  # stale: out of the way first, or the rebuild would keep it as another's result
+        complete = False
+    if not complete:
         _build(entry, key, sources, pre, dataset, root, on_error, progress, workers)
         built = True
-    corpus = _load(entry, built)
-    if corpus.skipped and on_error == "raise":
-        first = corpus.skipped[0]
-        raise MediaError(first["file"], f"{first['reason']} (clip {first['clip']}; {len(corpus.skipped)} clips "
-                                        f"left out of the cache entry {entry}, built with on_error='skip'; "
-                                        f"remove it to decode again)")
-    return corpus
+    return _load(entry, built)
 
 
 def _is_complete(entry: Path, key: str) -> bool:
@@ -147,6 +159,77 @@ def _is_complete(entry: Path, key: str) -> bool:
     return manifest.get("key") == key and manifest.get("format") == FORMAT
 
 
+def _media_files(source: ClipSource) -> list[Path]:
+    """The files a clip is decoded from: its audio file, and its visual file or every file of its frame folder."""
+    files = [Path(source.audio)]
+    visual = Path(source.visual)
+    if visual.is_dir():
+        files += sorted(p for p in visual.iterdir() if p.is_file())
+    elif visual != files[0]:
+        files.append(visual)
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def media_fingerprints(sources: list[ClipSource], root) -> dict[str, list | None]:
+    """``relative path -> [size, mtime_ns, sha256]`` of every media file of ``sources`` (``None``: missing)."""
+    out = {}
+    for source in sources:
+        for path in _media_files(source):
+            try:
+                stat = path.stat()
+            except OSError:
+                out[relative(path, root)] = None
+                continue
+            out[relative(path, root)] = [stat.st_size, stat.st_mtime_ns, _sha256(path)]
+    return out
+
+
+def _media_unchanged(entry: Path, sources: list[ClipSource], root, on_error: str) -> bool:
+    """Whether the entry still describes the media on disk (see the module docstring); a warning says why not."""
+    manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+    if manifest["skipped"] and on_error == "raise":
+        return False  # decode the skipped clips again: the error raised must be today's
+    recorded = manifest["media"]
+    current = {relative(p, root): p for s in sources for p in _media_files(s)}
+    if set(current) != set(recorded):
+        return _stale(entry, sorted(set(current) ^ set(recorded))[0], "was added or removed")
+    refreshed = False
+    for rel, fingerprint in recorded.items():
+        try:
+            stat = current[rel].stat()
+        except OSError:
+            if fingerprint is None:
+                continue
+            return _stale(entry, rel, "is missing")
+        if fingerprint is None:
+            return _stale(entry, rel, "exists now")
+        size, mtime, digest = fingerprint
+        if stat.st_size != size:
+            return _stale(entry, rel, "changed size")
+        if stat.st_mtime_ns != mtime:
+            if _sha256(current[rel]) != digest:
+                return _stale(entry, rel, "changed content")
+            fingerprint[1] = stat.st_mtime_ns  # same content (a copy, a touch): remember the new time
+            refreshed = True
+    if refreshed:
+        atomic_write_text(json.dumps(manifest, indent=1), entry / "manifest.json")
+    return True
+
+
+def _stale(entry: Path, rel: str, why: str) -> bool:
+    warnings.warn(f"cache entry {entry.name}: media file {rel} {why} since the entry was built; decoding the "
+                  f"corpus again", stacklevel=3)
+    return False
+
+
 def _load(entry: Path, built: bool) -> CachedCorpus:
     manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
     # copy-on-write maps: reading is lazy, and indexing a split copies only its rows
@@ -154,7 +237,8 @@ def _load(entry: Path, built: bool) -> CachedCorpus:
     visual = torch.from_numpy(np.load(entry / "visual.npy", mmap_mode="c"))
     labels = torch.from_numpy(np.load(entry / "labels.npy"))
     clips = json.loads((entry / "clips.json").read_text(encoding="utf-8"))
-    return CachedCorpus(audio, visual, labels, clips, manifest["skipped"], manifest["key"], entry, built)
+    return CachedCorpus(audio, visual, labels, clips, manifest["skipped"], manifest["key"], entry, built,
+                        manifest["content_digest"])
 
 
 # --------------------------------------------------------------------------- building
@@ -232,8 +316,12 @@ def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing,
         np.save(tmp / "labels.npy", np.array([s.label for s in kept], dtype=np.int64))
         (tmp / "clips.json").write_text(json.dumps([s.clip for s in kept]), encoding="utf-8")
         skipped.sort(key=lambda s: s["clip"])
+        digest = hashlib.sha256()
+        for name in ("audio.npy", "visual.npy", "labels.npy", "clips.json"):
+            digest.update(_sha256(tmp / name).encode())
         manifest = {
-            "format": FORMAT, "key": key, "dataset": dataset, "root": str(Path(root).resolve()),
+            "format": FORMAT, "key": key, "dataset": dataset, "on_error": on_error,
+            "content_digest": digest.hexdigest()[:16], "media": media_fingerprints(sources, root),
             "preprocessing": pre.to_dict(), "preprocessing_key": pre.key(), "clips": len(kept),
             "requested": len(sources), "skipped": skipped, "audio_shape": list(audio_shape),
             "visual_shape": list(visual_shape), "workers": workers, "seconds": round(time.time() - started, 2),
