@@ -37,6 +37,8 @@ def _profile(args):
     overrides = dict(parse_override(s, profile) for s in args.set)
     if getattr(args, "device", None):
         overrides["device"] = args.device
+    if getattr(args, "threads", None) is not None:
+        overrides["threads"] = args.threads
     return profile.replace(**overrides)
 
 
@@ -77,7 +79,7 @@ def cmd_train(args) -> int:
     skipped = _skipped(data, "train")
     try:
         m = train_run(profile, data, args.method, seed, out_dir=args.out, init_from=args.init_from,
-                      progress=not args.quiet, dataset=args.dataset, **options)
+                      progress=not args.quiet, dataset=args.dataset, force=args.force, **options)
     except (RunFolderBusy, NonFiniteLossError) as exc:
         print(f"gapkit train: error: {exc}", file=sys.stderr)
         return 1
@@ -95,6 +97,18 @@ def cmd_train(args) -> int:
                   f"means {g['means'][0]:+.4f}/{g['means'][1]:+.4f}, density at 0 {g['density_at_0']:.2f}")
         if skipped:
             print(f"  {skipped}")
+    return 0
+
+
+def cmd_env(args) -> int:
+    from .runs import environment
+
+    for key, value in environment(args.device).items():
+        if isinstance(value, dict):
+            for sub, item in value.items():
+                print(f"{key}.{sub}: {item}")
+        else:
+            print(f"{key}: {value}")
     return 0
 
 
@@ -149,6 +163,10 @@ def main(argv=None) -> int:
     t.add_argument("--out", default=None, help="run folder (default: results/<profile>/<dataset>/runs/<name>)")
     t.add_argument("--init-from", default=None, help="warm-up checkpoint to branch from")
     t.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch's CPU threads (default: the profile's; part of the run's settings)")
+    t.add_argument("--force", action="store_true",
+                   help="train again when the run folder holds a finished run that differs from this one")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
@@ -162,6 +180,10 @@ def main(argv=None) -> int:
     v.add_argument("--data-root", required=True)
     v.add_argument("--checksums", default=None, help="path,sha256,bytes CSV (default: the list shipped with gapkit)")
     v.set_defaults(func=cmd_verify)
+
+    e = sub.add_parser("env", help="what a bug report needs: versions, commit, device, threads, locations")
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.set_defaults(func=cmd_env)
 
     o = sub.add_parser("paths", help="where a profile's outputs go, as key=value lines (run_all.sh reads them)")
     o.add_argument("--profile", default="default", choices=tuple(PROFILES))

@@ -20,7 +20,7 @@ from .paths import EMBEDDED, run_root
 from .profiles import PROFILES, Profile, get_profile
 from .mixture import GapMixture, bic
 from .runs import build_model, run_name
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, identity_differences
 
 #: The columns of a run table taken from ``metrics.json``.
 METRIC_COLUMNS = ("test_acc", "test_acc_audio", "test_acc_visual", "val_acc", "best_val_epoch", "last_test_acc",
@@ -84,8 +84,9 @@ def read_runs(specs: list[RunSpec], profile: Profile, *, dataset: str = EMBEDDED
               data: AVData | None = None) -> pd.DataFrame:
     """The run table of ``specs``: one :func:`run_row` per run, read from its finished run folder.
 
-    Each run's recorded config must be the one ``profile`` gives it, and with ``data`` its data the same
-    (cache key); a run with other settings is a ``ValueError``. Missing runs are a :class:`MissingRunError`
+    Each run's recorded config and model must be the ones ``profile`` gives it, and with ``data`` its data
+    and split the same (:func:`gapkit.runs.run_identity`); a run with other settings is a ``ValueError``
+    naming each field that differs. Missing runs are a :class:`MissingRunError`
     naming them, the notebook that trains them and a command that trains the first of them.
     """
     root = run_root(profile.name, dataset, results_root)
@@ -97,12 +98,15 @@ def read_runs(specs: list[RunSpec], profile: Profile, *, dataset: str = EMBEDDED
         folder = root / spec.name
         metrics = json.loads((folder / "metrics.json").read_text())
         expected = spec.config(profile)
-        diff = sorted(k for k in set(expected) | set(metrics["config"]) if metrics["config"].get(k) != expected.get(k))
-        if data is not None and metrics["data"].get("cache_key") != data.info.get("cache_key"):
-            diff.append("data (cache key)")
+        recorded = metrics.get("identity", {})
+        diff = identity_differences(recorded.get("config"), expected, "config")
+        diff.update(identity_differences(recorded.get("model"), {"width": profile.width}, "model"))
+        if data is not None:
+            diff.update(identity_differences(recorded.get("data"), data.info["identity"], "data"))
         if diff:
-            raise ValueError(f"{folder} holds a run with other settings ({', '.join(diff)}) than the "
-                             f"{profile.name} profile gives it; remove it or choose another results root")
+            raise ValueError(f"{folder} holds a run that differs from what the {profile.name} profile gives it in "
+                             + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())
+                             + "; train it again (python -m gapkit train ... --force) or choose another results root")
         rows.append(run_row(spec, metrics, folder))
     return pd.DataFrame(rows)
 

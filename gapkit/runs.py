@@ -11,6 +11,7 @@ run, which :func:`train_run` resumes from its last checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -22,8 +23,8 @@ from .data.base import AVData
 from .models import AVClassifier
 from .paths import project_root, run_root
 from .profiles import Profile
-from .io import atomic_write_text
-from .training import Trainer, resolve_device
+from .io import LOCK_NAME, atomic_write_text, discard_folder, run_folder_lock
+from .training import Trainer, identity_differences, resolve_device
 
 
 def load_data(profile: Profile, dataset: str = "synthetic", data_root=None, *, on_error: str = "raise",
@@ -72,24 +73,80 @@ def versions() -> dict:
             "torchaudio": torchaudio.__version__, "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = "auto") -> dict:
+    """What a bug report needs and what a number depends on: code, versions, hardware, threads, locations.
+
+    Written into every run's ``metrics.json`` and printed by ``python -m gapkit env``. The CPU model
+    and the vector extensions torch dispatches to matter: another kernel choice rounds differently.
+    """
+    from . import __version__, paths
+
+    cuda = torch.cuda.is_available()
+    return {
+        "gapkit": __version__, "git_commit": git_commit(), **versions(),
+        "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "device": str(resolve_device(device)), "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
+        "locations": {kind: str(paths.root(kind)) for kind in ("data", "cache", "results")},
+    }
+
+
+def run_identity(profile: Profile, config, data: AVData) -> dict:
+    """What makes a run the run it is: every training setting, the model, and the data with its split
+    (never where the data or the checkout lies)."""
+    return {"config": config.to_dict(), "model": {"width": profile.width}, "data": data.info["identity"]}
+
+
 def train_run(profile: Profile, data: AVData, method: str = "adaptive", seed: int | None = None, *,
               out_dir: str | Path | None = None, init_from: str | Path | None = None, device: str | None = None,
-              progress: bool = False, dataset: str = "synthetic", **method_options) -> dict:
+              progress: bool = False, dataset: str = "synthetic", force: bool = False, **method_options) -> dict:
     """Train one run (or return the finished one found in ``out_dir``) and return its metrics.
 
     ``init_from`` names a warm-up checkpoint (``warmup.pt`` of another run) to branch from:
     the run then skips the warm-up and starts adaptive training from that state.
+
+    A finished run is returned only if its identity (:func:`run_identity`: settings, model, data and
+    split) is this call's; otherwise a ``ValueError`` names each field that differs, with both values.
+    ``force=True`` discards that run folder and trains it again. The folder is owned by this process
+    while it trains (:func:`gapkit.io.run_folder_lock`): a second process fails at once.
     """
     seed = profile.seeds[0] if seed is None else seed
     config = profile.train_config(method, seed, **method_options)
     out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, dataset,
                                                                         run_name(method, seed, **method_options))
+    identity = run_identity(profile, config, data)
+    with run_folder_lock(out_dir):
+        metrics_path = out_dir / "metrics.json"
+        if metrics_path.exists() and force:
+            for item in out_dir.iterdir():
+                if not item.name.startswith(LOCK_NAME):
+                    discard_folder(item) if item.is_dir() else item.unlink()
+        if metrics_path.exists():
+            metrics = json.loads(metrics_path.read_text())
+            differences = identity_differences(metrics.get("identity"), identity, "run")
+            if not differences:
+                return metrics
+            raise ValueError(
+                f"{out_dir} holds a finished run that differs from this one in "
+                + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differences.items())
+                + ". Pass another out_dir (--out) to keep both, or force=True (--force) to train this one again")
+        return _train(profile, data, config, identity, method, seed, out_dir, init_from, device, progress, dataset)
+
+
+def _train(profile, data, config, identity, method, seed, out_dir, init_from, device, progress, dataset) -> dict:
     metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
-        if metrics["config"] == config.to_dict() and metrics["data"].get("cache_key") == data.info.get("cache_key"):
-            return metrics
-        raise ValueError(f"{out_dir} holds a finished run with other settings; remove it or choose another out_dir")
     device = device or profile.device
     model = build_model(profile, data.num_classes, seed)
     trainer = Trainer(model, data, config, device=device, out_dir=out_dir, progress=progress)
@@ -98,9 +155,9 @@ def train_run(profile: Profile, data: AVData, method: str = "adaptive", seed: in
     metrics = {
         **result.summary(), "method": method, "seed": seed, "config": config.to_dict(), "profile": profile.to_dict(),
         "dataset": dataset, "data": {k: v for k, v in data.info.items() if k != "degradation"},
-        "classes": data.classes, "init_from": str(init_from) if init_from else None,
-        "device": str(resolve_device(device)), "versions": versions(), "git_commit": git_commit(),
-        "wall_seconds": time.time() - started,
+        "classes": data.classes, "init_from": os.path.relpath(init_from, out_dir) if init_from else None,
+        "identity": identity, "environment": environment(device), "versions": versions(),
+        "git_commit": git_commit(), "device": str(resolve_device(device)), "wall_seconds": time.time() - started,
     }
     atomic_write_text(json.dumps(metrics, indent=1, default=str), metrics_path)
     return metrics

@@ -139,6 +139,16 @@ def check_method_options(method: str, options: dict) -> None:
                              f"(default {default!r})")
 
 
+def identity_differences(theirs, mine, prefix: str) -> dict:
+    """``{"prefix.field": (theirs, mine)}`` for every leaf where two nested identity dicts differ."""
+    if isinstance(theirs, dict) and isinstance(mine, dict):
+        out = {}
+        for key in sorted(set(theirs) | set(mine)):
+            out.update(identity_differences(theirs.get(key), mine.get(key), f"{prefix}.{key}"))
+        return out
+    return {} if theirs == mine else {prefix: (theirs, mine)}
+
+
 def learning_rate(config: TrainConfig, epoch: int) -> float:
     """The learning rate of global epoch ``epoch`` (0-based) under the config's schedule.
 
@@ -244,7 +254,8 @@ class Trainer:
         self.method.setup(self.model)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
-        self.data_key = data.info.get("cache_key")
+        self.data_key = data.info.get("data_key")
+        self.data_identity = data.info.get("identity")
 
     # -- batches ------------------------------------------------------------------------------
     def batches(self, split: str, *, shuffle: bool = False, generator=None):
@@ -260,6 +271,7 @@ class Trainer:
     def _checkpoint(self, epoch: int, optimizer, history, gaps, best, generator) -> dict:
         return {
             "epoch": epoch, "config": self.config.to_dict(), "data_key": self.data_key,
+            "data_identity": self.data_identity,
             "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
             "history": history, "gaps": gaps, "best": best, "method_state": self.method.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
@@ -271,7 +283,8 @@ class Trainer:
         mine = self.config.to_dict()
         diff = {k: (theirs.get(k), mine[k]) for k in fields if theirs.get(k) != mine[k]}
         if ckpt.get("data_key") != self.data_key:
-            diff["data"] = (ckpt.get("data_key"), self.data_key)
+            diff.update(identity_differences(ckpt.get("data_identity"), self.data_identity, "data") or
+                        {"data": (ckpt.get("data_key"), self.data_key)})
         if "lr_schedule" in fields and "lr_schedule" in theirs and not diff:
             rates = [(learning_rate(TrainConfig(**theirs), e), learning_rate(self.config, e))
                      for e in range(self.config.warmup_epochs)]

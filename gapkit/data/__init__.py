@@ -12,6 +12,8 @@ corpus is written in CREMA-D's layout) reads its listings into clips and splits;
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -61,6 +63,20 @@ def carve_validation(labels, fraction: float, seed: int) -> tuple[list[int], lis
         raise ValueError(f"the validation split carved from train is empty: val_fraction {fraction} of each "
                          f"class's train clips rounds to 0 ({fix}). Fix: {remedy}")
     return [i for i in range(len(labels)) if i not in val], sorted(val)
+
+
+def data_identity(dataset: str, cached, data: AVData, *, split: str, split_seed: int, val_fraction) -> dict:
+    """What the loaded data is, wherever it lies: the cache entry's key and content digest, and the split
+    (kind, seed, carved validation fraction, and a digest of the train / val / test clip lists)."""
+    lists = {part: s.clips for part, s in data.splits().items()}
+    clips = hashlib.sha256(json.dumps(lists, sort_keys=True).encode()).hexdigest()[:16]
+    return {"dataset": dataset, "cache_key": cached.key, "content_digest": cached.content_digest,
+            "split": {"kind": split, "seed": split_seed, "val_fraction": val_fraction, "clips_digest": clips}}
+
+
+def data_key(identity: dict) -> str:
+    """A short hash of :func:`data_identity`: runs, checkpoints and branches compare it."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _class_counts(split: AVSplit, classes: list[str]) -> dict[str, int]:
@@ -183,7 +199,10 @@ def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Pr
                        [cached.clips[i] for i in positions[part]])
 
     data = AVData(subset("train"), subset("val"), subset("test"), list(corpus.classes))
+    identity = data_identity(dataset, cached, data, split=split, split_seed=split_seed,
+                             val_fraction=val_fraction if val_source != "corpus" else None)
     data.info = {
+        "data_key": data_key(identity), "identity": identity,
         "dataset": dataset, "data_root": str(root), "preprocessing": preprocessing.to_dict(),
         "preprocessing_key": preprocessing.key(), "cache_key": cached.key, "cache_path": str(cached.path),
         "cache_built": cached.built, "split": split, "split_seed": split_seed, "val_source": val_source,
