@@ -89,7 +89,7 @@ def test_gmm_params_table(run):
 
 def test_claims_table(run):
     frame = _csv(run, "claims")
-    assert len(frame) == 20
+    assert len(frame) == 21
     # the smoke profile runs one seed: no interval, so no claim is resolved either way
     assert set(frame["status"]) == {"not resolved at 1 seed"}
     assert frame["measured"].str.len().gt(10).all()
