@@ -102,7 +102,7 @@ def read_runs(specs: list[RunSpec], profile: Profile, *, dataset: str = EMBEDDED
         diff = identity_differences(recorded.get("config"), expected, "config")
         diff.update(identity_differences(recorded.get("model"), {"width": profile.width}, "model"))
         if data is not None:
-            diff.update(identity_differences(recorded.get("data"), data.info["identity"], "data"))
+            diff.update(identity_differences(recorded.get("data"), data.identity(), "data"))
         if diff:
             raise ValueError(f"{folder} holds a run that differs from what the {profile.name} profile gives it in "
                              + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items())

@@ -106,7 +106,7 @@ def environment(device: str = "auto") -> dict:
 def run_identity(profile: Profile, config, data: AVData) -> dict:
     """What makes a run the run it is: every training setting, the model, and the data with its split
     (never where the data or the checkout lies)."""
-    return {"config": config.to_dict(), "model": {"width": profile.width}, "data": data.info["identity"]}
+    return {"config": config.to_dict(), "model": {"width": profile.width}, "data": data.identity()}
 
 
 def train_run(profile: Profile, data: AVData, method: str = "adaptive", seed: int | None = None, *,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.base import AVData
+from .data.base import AVData, data_key
 from .data.batches import iterate_batches
 from .gap import collect_outputs
 from .io import atomic_save, atomic_savez, atomic_write_text
@@ -254,8 +254,8 @@ class Trainer:
         self.method.setup(self.model)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
-        self.data_key = data.info.get("data_key")
-        self.data_identity = data.info.get("identity")
+        self.data_identity = data.identity()
+        self.data_key = data_key(self.data_identity)
 
     # -- batches ------------------------------------------------------------------------------
     def batches(self, split: str, *, shuffle: bool = False, generator=None):

@@ -23,7 +23,7 @@ import torch
 
 from .. import paths
 from ..paths import DATASETS, check_dataset
-from .base import AVData, AVSplit, Preprocessing
+from .base import AVData, AVSplit, Preprocessing, data_key
 from .cache import Corpus, load_or_build
 from .media import ListingError, MediaError
 
@@ -72,11 +72,6 @@ def data_identity(dataset: str, cached, data: AVData, *, split: str, split_seed:
     clips = hashlib.sha256(json.dumps(lists, sort_keys=True).encode()).hexdigest()[:16]
     return {"dataset": dataset, "cache_key": cached.key, "content_digest": cached.content_digest,
             "split": {"kind": split, "seed": split_seed, "val_fraction": val_fraction, "clips_digest": clips}}
-
-
-def data_key(identity: dict) -> str:
-    """A short hash of :func:`data_identity`: runs, checkpoints and branches compare it."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _class_counts(split: AVSplit, classes: list[str]) -> dict[str, int]:

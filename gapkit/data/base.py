@@ -108,9 +108,28 @@ class AVData:
     classes: list[str]
     info: dict = field(default_factory=dict)
 
+    def identity(self) -> dict:
+        """What the data is, wherever it lies: ``info["identity"]`` for a loaded corpus
+        (:func:`gapkit.data.data_identity`: cache key, content digest, split); for data built in memory,
+        a digest of its tensors and clip lists, split by split."""
+        if "identity" not in self.info:
+            digest = hashlib.sha256()
+            for split in (self.train, self.val, self.test):
+                for tensor in (split.audio, split.visual, split.labels):
+                    digest.update(tensor.contiguous().numpy().tobytes())
+                digest.update(json.dumps(split.clips).encode())
+            self.info["identity"] = {"dataset": self.info.get("dataset", "in memory"),
+                                     "content_digest": digest.hexdigest()[:16]}
+        return self.info["identity"]
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
     def splits(self) -> dict[str, AVSplit]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def data_key(identity: dict) -> str:
+    """A short hash of a data identity (:meth:`AVData.identity`): runs, checkpoints and branches compare it."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
