@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as metadata
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -70,6 +71,11 @@ def installed(name: str) -> str | None:
 
 def problems_strict(lock: Path = LOCK) -> list[str]:
     out = []
+    spec = importlib.util.find_spec("gapkit")
+    here = (ROOT / "gapkit").resolve()
+    if spec is None or spec.origin is None or Path(spec.origin).resolve().parent != here:
+        found = Path(spec.origin).resolve().parent if spec and spec.origin else "nothing"
+        out.append(f"gapkit: imports from {found}, wanted this checkout's {here} (a moved or copied checkout)")
     for name, wanted in sorted(locked_versions(lock).items()):
         found = installed(name)
         if found != wanted:
