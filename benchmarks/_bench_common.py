@@ -7,19 +7,8 @@ from pathlib import Path
 
 import torch
 
-from gapkit.runs import versions
+from gapkit.runs import cpu_model, versions
 from gapkit.io import atomic_write_text
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> list[float] | None:
