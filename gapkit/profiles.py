@@ -14,7 +14,7 @@ our choice of 30 warm-up epochs plus 4 adaptive steps of 10 epochs (70 epochs, i
 the 50-150 range the peer codebases train for).
 
 The ``default`` profile is made so that its conclusions survive a perturbation (another seed,
-another thread count, another CPU) and ``run_all.sh`` stays around half an hour on 2 CPU cores:
+another thread count, another CPU); ``run_all.sh`` takes about 45 minutes on 2 CPU cores:
 the embedded corpus at 8 kHz and 2 frames of 48 x 48, a ResNet-18 of width 8, 4 warm-up epochs and
 4 adaptive steps of one epoch, SGD from lr 1e-2 with a cosine decay over the whole budget (at a
 constant rate the model's accuracy jumps by several points from epoch to epoch, so which epoch the
