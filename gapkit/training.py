@@ -37,7 +37,7 @@ from .data.base import AVData, data_key
 from .data.batches import iterate_batches
 from .gap import collect_outputs
 from .io import atomic_save, atomic_savez, atomic_write_text
-from .methods import Context, Method, make_method
+from .methods import Context, Method, check_method_options, make_method
 from .mixture import GapMixture
 
 #: config fields that must agree between a warm-up checkpoint and a run branching from it
@@ -111,32 +111,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def check_method_options(method: str, options: dict) -> None:
-    """A known method, options it knows, each of its default's type: ``ValueError`` naming the option otherwise.
-
-    A number option takes a finite number (an integer where the default is one), a
-    true/false option a bool, a text option a string; an option whose default is
-    ``None`` takes any value. The method's own constructor checks the rest.
-    """
-    cls = type(make_method(method, **options))  # unknown method or option names fail here
-    for key, value in options.items():
-        default = cls.defaults[key]
-        if default is None:
-            continue
-        if isinstance(default, bool):
-            ok, allowed = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            allowed = "a finite number"
-        else:
-            ok, allowed = isinstance(value, type(default)), f"a {type(default).__name__}"
-        if not ok:
-            raise ValueError(f"option {key} = {value!r} of method {method!r}: expected {allowed} "
-                             f"(default {default!r})")
 
 
 def identity_differences(theirs, mine, prefix: str) -> dict:

@@ -7,6 +7,8 @@ Each peer's own optimizer, learning rate and schedule: :mod:`gapkit.methods.peer
 """
 from __future__ import annotations
 
+import math
+
 from .adaptive import Adaptive
 from .agm import AGM
 from .base import Context, Method, StepOutput
@@ -36,4 +38,30 @@ def make_method(name: str, **options) -> Method:
     return cls(**options)
 
 
-__all__ = ["METHODS", "PEERS", "Context", "Method", "StepOutput", "make_method"]
+__all__ = ["METHODS", "PEERS", "Context", "Method", "StepOutput", "check_method_options", "make_method"]
+
+
+def check_method_options(method: str, options: dict) -> None:
+    """A known method, options it knows, each of its default's type: ``ValueError`` naming the option otherwise.
+
+    A number option takes a finite number (an integer where the default is one), a
+    true/false option a bool, a text option a string; an option whose default is
+    ``None`` takes any value. The method's own constructor checks the rest.
+    """
+    cls = type(make_method(method, **options))  # unknown method or option names fail here
+    for key, value in options.items():
+        default = cls.defaults[key]
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok, allowed = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            allowed = "a finite number"
+        else:
+            ok, allowed = isinstance(value, type(default)), f"a {type(default).__name__}"
+        if not ok:
+            raise ValueError(f"option {key} = {value!r} of method {method!r}: expected {allowed} "
+                             f"(default {default!r})")
