@@ -12,10 +12,25 @@ def modality_gap(logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor
     Positive when audio is the more confident modality on the true class. Returns (B,),
     differentiable with respect to both logits.
     """
-    index = y.long().unsqueeze(1)
-    s_a = torch.softmax(logits_a, dim=1).gather(1, index).squeeze(1)
-    s_v = torch.softmax(logits_v, dim=1).gather(1, index).squeeze(1)
-    return s_a - s_v
+    return _true_class_score(logits_a, y) - _true_class_score(logits_v, y)
+
+
+def one_sided_gap(logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Eq. 6's gap with the stronger modality's score detached, per sample (the "one-sided" reading of Eq. 10's
+    gap terms; not in the paper).
+
+    The same values as :func:`modality_gap`, but the gradient reaches only the weaker modality's logits, the one
+    with the lower true-class score (audio where g_i < 0, visual where g_i >= 0): the stronger's score is a constant,
+    so |g|^2 pulls the weaker modality's confidence up and never the stronger's down.
+    """
+    s_a, s_v = _true_class_score(logits_a, y), _true_class_score(logits_v, y)
+    audio_weaker = (s_a < s_v).detach()
+    return torch.where(audio_weaker, s_a, s_a.detach()) - torch.where(audio_weaker, s_v.detach(), s_v)
+
+
+def _true_class_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """s_{y_i} of Eq. 4: the softmax score of the ground-truth class, (B,)."""
+    return torch.softmax(logits, dim=1).gather(1, y.long().unsqueeze(1)).squeeze(1)
 
 
 @dataclass

@@ -4,8 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .gap import modality_gap
+from .gap import modality_gap, one_sided_gap
 from .mixture import GapMixture
+
+#: the readings of Eq. 10's gap terms: g itself (the paper's), or g with the stronger modality's score detached
+PENALTIES = ("symmetric", "one-sided")
 
 
 def warmup_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -14,13 +17,15 @@ def warmup_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Te
 
 
 def annealing_coefficient(epoch: int, base: float = 0.96) -> float:
-    """lambda_t = 0.96 ** epoch of Eq. 10, epoch counted from 0 at the start of adaptive training."""
+    """lambda_t = 0.96 ** epoch of Eq. 10. Which epoch counts is a reading of Algorithm 1 (the adaptive method's
+    ``lambda_epoch``: counted from 0 when adaptive training starts, when each adaptive step starts, or globally)."""
     return base ** epoch
 
 
 def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor,
                   mix: GapMixture, epoch: int, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
-                  use_weights: bool = True, weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                  use_weights: bool = True, weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  penalty: str = "symmetric") -> torch.Tensor:
     """Eq. 10, per sample and then averaged over the batch:
 
         alpha * w_bal * CE(f, y) + lambda_t * (beta * g^2 + gamma * w_imb * (g - mu_0)^2)
@@ -28,9 +33,13 @@ def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.
     with g the modality gap (Eq. 6), w_bal / w_imb the GMM posteriors of Eq. 9 (constants for
     the gradient), mu_0 the balanced component's mean and lambda_t = 0.96 ** epoch.
     ``use_weights=False`` sets both weights to 1 (the paper's "w/o w" ablation); ``weights``
-    replaces Eq. 9's posteriors by given (w_bal, w_imb), for the controls of :func:`control_weights`.
+    replaces Eq. 9's posteriors by given (w_bal, w_imb): the controls of :func:`control_weights`, or
+    posteriors of the gaps collected at the step's start. ``penalty="one-sided"`` takes g from
+    :func:`~gapkit.gap.one_sided_gap` (same values; gradient to the weaker modality only).
     """
-    g = modality_gap(logits_a, logits_v, y)
+    if penalty not in PENALTIES:
+        raise ValueError(f"unknown penalty {penalty!r}; use {' or '.join(map(repr, PENALTIES))}")
+    g = (one_sided_gap if penalty == "one-sided" else modality_gap)(logits_a, logits_v, y)
     if weights is not None:
         w_bal, w_imb = weights
     elif use_weights:

@@ -1,8 +1,10 @@
 """The two-component Gaussian mixture over modality gaps (Eq. 8) and its posteriors (Eq. 9).
 
 The mixture is fitted with scikit-learn's ``GaussianMixture`` (EM); component
-0 is always the *balanced* one, the component whose mean is nearest 0, and
-component 1 the *imbalanced* one.
+0 is the *balanced* one, the component whose mean is nearest 0, and component 1
+the *imbalanced* one. :func:`track_components` relabels a fit to follow the
+previous fit's components instead (``swapped`` then says the balanced component
+is not the one nearest 0).
 
 Fallbacks, so that training never crashes or produces NaN weights:
 
@@ -54,6 +56,8 @@ class GapMixture:
         self.fallback: str | None = None
         self.n_fit = 0
         self.n_nonfinite = 0
+        #: True where :func:`track_components` made the component farther from 0 the balanced one
+        self.swapped = False
 
     def fit(self, gaps) -> "GapMixture":
         """Fit Eq. 8 to a 1-D array or tensor of gaps with EM (scikit-learn); returns self."""
@@ -69,7 +73,7 @@ class GapMixture:
             return self._single(finite, f"collapsed component (weight {weights.min():.2e} < {self.min_weight})")
         order = np.argsort(np.abs(means), kind="stable")  # balanced component: mean nearest 0
         self.weights, self.means, self.variances = weights[order], means[order], variances[order]
-        self.fallback = None
+        self.fallback, self.swapped = None, False
         return self
 
     def _single(self, finite: np.ndarray, reason: str) -> "GapMixture":
@@ -78,7 +82,7 @@ class GapMixture:
         self.weights = np.array([1.0, 0.0])
         self.means = np.array([mean, mean])
         self.variances = np.array([var, var])
-        self.fallback = reason
+        self.fallback, self.swapped = reason, False
         return self
 
     def _check_fitted(self) -> None:
@@ -128,7 +132,7 @@ class GapMixture:
         return {
             "weights": self.weights.tolist(), "means": self.means.tolist(), "variances": self.variances.tolist(),
             "density_at_0": float(self.density([0.0])[0]), "fallback": self.fallback,
-            "n_fit": self.n_fit, "n_nonfinite": self.n_nonfinite,
+            "n_fit": self.n_fit, "n_nonfinite": self.n_nonfinite, "swapped": self.swapped,
         }
 
     @classmethod
@@ -137,7 +141,30 @@ class GapMixture:
         mix.weights, mix.means, mix.variances = (np.asarray(params[k], dtype=np.float64)
                                                  for k in ("weights", "means", "variances"))
         mix.fallback, mix.n_fit, mix.n_nonfinite = params.get("fallback"), params.get("n_fit", 0), params.get("n_nonfinite", 0)
+        mix.swapped = bool(params.get("swapped", False))
         return mix
+
+
+def track_components(mix: GapMixture, previous: GapMixture | None) -> GapMixture:
+    """Relabel a fresh fit so that each component continues the previous fit's component of nearest mean.
+
+    The "tracked" reading of which component is balanced (not in the paper, whose balanced component is the one
+    "centred around zero"): the labelling (as fitted, nearest 0 first, or swapped) with the smaller sum of squared
+    distances (mu_k - mu_k^prev)^2 wins, the nearest-zero one on a tie (after a fallback, whose means are equal).
+    On a line that keeps the components' order: the balanced component stays the lower (or the upper) one, also
+    when the other comes nearer 0 (as the imbalanced mean moves toward 0 over the adaptive steps, Figure 3).
+    ``mix.swapped`` records a swap relative to nearest-zero. Nothing is swapped at the first fit (``previous`` is
+    ``None``) nor in a single-Gaussian fallback, whose imbalanced component has weight 0. Returns ``mix``,
+    relabelled in place.
+    """
+    if previous is None or mix.fallback is not None:
+        return mix
+    kept = (mix.means[0] - previous.means[0]) ** 2 + (mix.means[1] - previous.means[1]) ** 2
+    crossed = (mix.means[0] - previous.means[1]) ** 2 + (mix.means[1] - previous.means[0]) ** 2
+    if crossed < kept:
+        mix.weights, mix.means, mix.variances = (a[::-1].copy() for a in (mix.weights, mix.means, mix.variances))
+        mix.swapped = not mix.swapped
+    return mix
 
 
 def bic(gaps, n_components: int, seed: int = 0) -> float:

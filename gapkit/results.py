@@ -61,7 +61,8 @@ class RunSpec:
 # ---------------------------------------------------------------------------------------------- run tables
 
 #: the notebook that trains each study's runs
-STUDY_NOTEBOOKS = {"table1": "04_adaptive_training", "table2": "05_ablations", "table3": "06_optimizer_study"}
+STUDY_NOTEBOOKS = {"table1": "04_adaptive_training", "table2": "05_ablations", "readings": "05_ablations",
+                   "table3": "06_optimizer_study"}
 
 
 class MissingRunError(FileNotFoundError):
@@ -70,14 +71,17 @@ class MissingRunError(FileNotFoundError):
 
 def run_row(spec: RunSpec, metrics: dict, run_dir: Path) -> dict:
     """One row of a run table: what the run is and its accuracies (fractions) at the selected epoch (best validation
-    accuracy in the final stage, :func:`gapkit.training.selected_epoch`) and at the last epoch (``last_*``)."""
+    accuracy in the final stage, :func:`gapkit.training.selected_epoch`) and at the last epoch (``last_*``), and
+    ``component_swaps``, the GMM fits of the run (the one after training included) whose balanced component is not
+    the one nearest 0 (:func:`gapkit.mixture.track_components`; always 0 under the default reading)."""
     cfg = metrics["config"]
     row = {"study": spec.study, "variant": spec.variant, "method": spec.method, "seed": spec.seed,
            "name": spec.name, "optimizer": cfg["optimizer"], "lr": cfg["lr"],
            "reset_optimizer": cfg["reset_optimizer"], "options": json.dumps(spec.options, sort_keys=True),
            "branched_from": spec.parent}
-    return {**row, **{k: metrics[k] for k in METRIC_COLUMNS}, "wall_seconds": metrics.get("wall_seconds"),
-            "run_dir": str(run_dir)}
+    swaps = sum(bool(fit.get("swapped")) for fit in metrics.get("gmm", []))
+    return {**row, **{k: metrics[k] for k in METRIC_COLUMNS}, "component_swaps": swaps,
+            "wall_seconds": metrics.get("wall_seconds"), "run_dir": str(run_dir)}
 
 
 def read_runs(specs: list[RunSpec], profile: Profile, *, dataset: str = EMBEDDED, results_root=None,
@@ -234,7 +238,8 @@ def gmm_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per GMM fit of every run in ``runs``: fit 0 is after warm-up, fit k after k adaptive steps.
 
     Columns ``w_bal``/``w_imb`` (pi_0, pi_1 of Eq. 8), ``mu_bal``/``mu_imb``, ``var_bal``/``var_imb``,
-    ``density_at_0`` and ``fallback`` (why a single Gaussian was used, or ``None``).
+    ``density_at_0``, ``fallback`` (why a single Gaussian was used, or ``None``), ``n_fit`` (the gaps fitted) and
+    ``swapped`` (balanced component not the one nearest 0, :func:`gapkit.mixture.track_components`).
     """
     rows = []
     for row in runs.itertuples(index=False):
@@ -243,7 +248,7 @@ def gmm_frame(runs: pd.DataFrame) -> pd.DataFrame:
                          "label": g["label"], "w_bal": g["weights"][0], "w_imb": g["weights"][1],
                          "mu_bal": g["means"][0], "mu_imb": g["means"][1], "var_bal": g["variances"][0],
                          "var_imb": g["variances"][1], "density_at_0": g["density_at_0"],
-                         "fallback": g.get("fallback"), "n_fit": g.get("n_fit")})
+                         "fallback": g.get("fallback"), "n_fit": g.get("n_fit"), "swapped": bool(g.get("swapped"))})
     return pd.DataFrame(rows)
 
 

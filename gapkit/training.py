@@ -198,14 +198,14 @@ def summarize(history: dict) -> dict:
     return out
 
 
-def _phase(config: TrainConfig, method: Method, epoch: int) -> tuple[str, int, int]:
-    """(phase, adaptive_epoch, step) of a global epoch."""
+def _phase(config: TrainConfig, method: Method, epoch: int) -> tuple[str, int, int, int]:
+    """(phase, adaptive_epoch, step, epoch within the step) of a global epoch."""
     if not method.two_stage:
-        return "train", 0, -1
+        return "train", 0, -1, 0
     if epoch < config.warmup_epochs:
-        return "warmup", 0, -1
+        return "warmup", 0, -1, 0
     t = epoch - config.warmup_epochs
-    return "adaptive", t, t // config.adaptive_epochs
+    return "adaptive", t, t // config.adaptive_epochs, t % config.adaptive_epochs
 
 
 def _record_split(prefix: str, outputs) -> dict:
@@ -232,10 +232,10 @@ class Trainer:
         self.data_key = data_key(self.data_identity)
 
     # -- batches ------------------------------------------------------------------------------
-    def batches(self, split: str, *, shuffle: bool = False, generator=None):
+    def batches(self, split: str, *, shuffle: bool = False, generator=None, clips=None):
         aug = self.config.augment and split == "train" and shuffle
         return iterate_batches(self.data.splits()[split], self.config.batch_size, self.device,
-                               shuffle=shuffle, generator=generator, augment=aug)
+                               shuffle=shuffle, generator=generator, augment=aug, clips=clips)
 
     def evaluate(self, split: str):
         """Fused and unimodal outputs over a whole split, in eval mode."""
@@ -314,22 +314,24 @@ class Trainer:
                    unit="epoch", disable=not self.progress, leave=False)
         for epoch in range(start, cfg.total_epochs):
             t0 = time.perf_counter()
-            phase, adaptive_epoch, step = _phase(cfg, method, epoch)
+            phase, adaptive_epoch, step, step_epoch = _phase(cfg, method, epoch)
             record = {"epoch": epoch, "phase": phase, "step": step}
             if phase == "adaptive" and adaptive_epoch == 0 and resets:
                 optimizer = make_optimizer(self.model, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, epoch)
             record["lr"] = learning_rate(cfg, epoch)
-            if method.fits_gmm and phase == "adaptive" and adaptive_epoch % cfg.adaptive_epochs == 0:
-                mixture, g, fit_seconds = self._fit_mixture()
+            if method.fits_gmm and phase == "adaptive" and step_epoch == 0:
+                mixture, g, fit_seconds = self._fit_mixture(mixture)
                 history["gmm"].append({"step": step, "epoch": epoch, "label": f"before adaptive step {step}",
                                        **mixture.to_dict(), "seconds": fit_seconds})
                 gaps.append(g)
                 record["gmm_seconds"] = fit_seconds
-            ctx = Context(epoch=epoch, phase=phase, adaptive_epoch=adaptive_epoch, step=step,
-                          total_epochs=cfg.total_epochs, mixture=mixture,
-                          batches_per_epoch=self._batches_per_epoch(), optimizer=optimizer)
+            clips = method.training_clips(len(self.data.train), phase, cfg.seed)
+            train_gaps = torch.from_numpy(gaps[-1]).to(self.device) if method.fits_gmm and phase == "adaptive" else None
+            ctx = Context(epoch=epoch, phase=phase, adaptive_epoch=adaptive_epoch, step=step, step_epoch=step_epoch,
+                          seed=cfg.seed, total_epochs=cfg.total_epochs, mixture=mixture, train_gaps=train_gaps,
+                          train_clips=clips, batches_per_epoch=self._batches_per_epoch(clips), optimizer=optimizer)
             record.update(self._train_epoch(optimizer, generator, ctx))
             record.update(_record_split("val", self.evaluate("val")))
             record.update(_record_split("test", self.evaluate("test")))
@@ -349,7 +351,7 @@ class Trainer:
         bar.close()
 
         if method.fits_gmm and (not history["gmm"] or history["gmm"][-1]["step"] < cfg.adaptive_steps):
-            mixture, g, fit_seconds = self._fit_mixture()
+            mixture, g, fit_seconds = self._fit_mixture(mixture)
             history["gmm"].append({"step": cfg.adaptive_steps, "epoch": cfg.total_epochs,
                                    "label": "after adaptive training", **mixture.to_dict(), "seconds": fit_seconds})
             gaps.append(g)
@@ -359,16 +361,16 @@ class Trainer:
             self._write_outputs(result)
         return result
 
-    def _batches_per_epoch(self) -> int:
-        """Training mini-batches per epoch (a final batch of one sample is dropped, see iterate_batches)."""
-        n, b = len(self.data.train), self.config.batch_size
+    def _batches_per_epoch(self, clips=None) -> int:
+        """Training mini-batches per epoch over ``clips`` (default: all; a final batch of one sample is dropped)."""
+        n, b = len(self.data.train) if clips is None else len(clips), self.config.batch_size
         return n // b + (1 if n % b > 1 else 0)
 
-    def _fit_mixture(self) -> tuple[GapMixture, np.ndarray, float]:
-        """Algorithm 1's step preamble: collect the training gaps and fit Eq. 8."""
+    def _fit_mixture(self, previous: GapMixture | None) -> tuple[GapMixture, np.ndarray, float]:
+        """Algorithm 1's step preamble: collect the gaps of every training clip (eval mode), the method fits Eq. 8."""
         t0 = time.perf_counter()
         g = collect_outputs(self.model, self.batches("train")).gaps().numpy().astype(np.float32)
-        mixture = GapMixture(seed=self.config.seed).fit(g)
+        mixture = self.method.fit_mixture(g, previous, self.config.seed)
         return mixture, g, time.perf_counter() - t0
 
     def _train_epoch(self, optimizer, generator, ctx: Context) -> dict:
@@ -378,8 +380,10 @@ class Trainer:
         correct = torch.zeros(3)
         wait = 0.0
         t_wait = time.perf_counter()
-        for i, (audio, visual, y, _) in enumerate(self.batches("train", shuffle=True, generator=generator)):
+        for i, (audio, visual, y, index) in enumerate(self.batches("train", shuffle=True, generator=generator,
+                                                                   clips=ctx.train_clips)):
             wait += time.perf_counter() - t_wait
+            ctx.batch_index = index
             out = self.method.training_step(self.model, audio, visual, y, ctx)
             if not torch.isfinite(out.loss):
                 last = self.out_dir / "last.pt" if self.out_dir else None

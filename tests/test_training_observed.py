@@ -224,10 +224,10 @@ def test_trainer_augments_only_the_shuffled_training_batches(data, monkeypatch):
     calls = []
     real = training_module.iterate_batches
 
-    def spy(split, batch_size, device="cpu", *, shuffle=False, generator=None, augment=False):
+    def spy(split, batch_size, device="cpu", *, shuffle=False, generator=None, augment=False, clips=None):
         name = next(k for k, v in data.splits().items() if v is split)
         calls.append((name, shuffle, augment))
-        return real(split, batch_size, device, shuffle=shuffle, generator=generator, augment=augment)
+        return real(split, batch_size, device, shuffle=shuffle, generator=generator, augment=augment, clips=clips)
 
     monkeypatch.setattr(training_module, "iterate_batches", spy)
     augmented = _trainer(data, augment=True, adaptive_steps=1, adaptive_epochs=1).fit()

@@ -16,16 +16,18 @@ def frame_augmentation(size: int) -> v2.Compose:
 
 
 def iterate_batches(split: AVSplit, batch_size: int, device: torch.device | str = "cpu", *, shuffle: bool = False,
-                    generator: torch.Generator | None = None, augment: bool = False):
+                    generator: torch.Generator | None = None, augment: bool = False, clips: torch.Tensor | None = None):
     """Yield ``(audio, visual, y, index)``: audio (B,1,F,T) float32, visual (B,T,3,H,W) float32
     normalised with ImageNet's mean and std, labels and the samples' indices into the split.
 
+    ``clips`` (indices into the split) restricts the batches to those samples (default: all).
     With ``shuffle`` the order is a permutation drawn from ``generator``, and a final batch of
     a single sample is dropped (BatchNorm cannot train on it). ``augment`` applies
     :func:`frame_augmentation` per clip, the same crop and flip to all of a clip's frames.
     """
-    n = len(split)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    pool = torch.arange(len(split)) if clips is None else torch.as_tensor(clips, dtype=torch.long)
+    n = len(pool)
+    order = pool[torch.randperm(n, generator=generator)] if shuffle else pool
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 1, 3, 1, 1)
     augmentation = frame_augmentation(split.visual.shape[-1]) if augment else None

@@ -1,0 +1,293 @@
+"""The readings of Algorithm 1 (the adaptive method's options for the choices the paper leaves open), each watched
+where it acts: the lambda_t inside Eq. 10, the posteriors handed to it, the GMM's labels, the gradient of the gap
+terms, the gaps the GMM is fitted to and the clips adaptive training sees."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gapkit.methods.adaptive as adaptive_module
+from fixtures_tiny import tiny_split
+from gapkit import results
+from gapkit.data.base import AVData
+from gapkit.gap import modality_gap, one_sided_gap
+from gapkit.losses import adaptive_loss
+from gapkit.methods import Context, check_method_options, make_method
+from gapkit.methods.adaptive import HELD_OUT_FRACTION, READING_CHOICES, Adaptive, held_out_clips
+from gapkit.mixture import GapMixture, track_components
+from gapkit.models import AVClassifier
+from gapkit.training import TrainConfig, Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return AVData(tiny_split(48, 0), tiny_split(12, 1), tiny_split(12, 2), ["a", "b", "c"], info={"cache_key": "tiny"})
+
+
+def _trainer(data, out_dir=None, **options):
+    config = TrainConfig(method="adaptive", method_options=options, warmup_epochs=2, adaptive_steps=2,
+                         adaptive_epochs=2, batch_size=16, lr=0.05, seed=0)
+    torch.manual_seed(0)
+    return Trainer(AVClassifier(3, width=2), data, config, device="cpu", out_dir=out_dir)
+
+
+def _watch_steps(monkeypatch):
+    """Record the context of every adaptive mini-batch: (global epoch, phase, the batch's clip indices)."""
+    seen = []
+    real = Adaptive.training_step
+
+    def step(self, model, audio, visual, y, ctx):
+        seen.append((ctx.epoch, ctx.phase, ctx.batch_index.clone()))
+        return real(self, model, audio, visual, y, ctx)
+
+    monkeypatch.setattr(Adaptive, "training_step", step)
+    return seen
+
+
+def _watch_loss(monkeypatch):
+    """Record every call of Eq. 10 by the method: its arguments, and the lambda_t it applies, read back from the loss
+    itself (with alpha = 0, beta = 1, gamma = 0 Eq. 10 is lambda_t * mean(g^2))."""
+    real = adaptive_module.adaptive_loss
+    calls = []
+
+    def loss(logits, logits_a, logits_v, y, mix, epoch, **kw):
+        with torch.no_grad():
+            g = modality_gap(logits_a, logits_v, y)
+            probe = real(logits, logits_a, logits_v, y, mix, epoch, alpha=0.0, beta=1.0, gamma=0.0)
+            calls.append({"lambda": probe.item() / (g ** 2).mean().item(), "g": g.clone(), "mix": mix, **kw})
+        return real(logits, logits_a, logits_v, y, mix, epoch, **kw)
+
+    monkeypatch.setattr(adaptive_module, "adaptive_loss", loss)
+    return calls
+
+
+# --- options -------------------------------------------------------------------------------------------------------
+
+def test_each_reading_is_an_option_with_the_current_behaviour_as_default():
+    method = make_method("adaptive")
+    assert {k: method.options[k] for k in READING_CHOICES} == {
+        "lambda_epoch": "continued", "posteriors": "batch", "components": "nearest-zero", "penalty": "symmetric",
+        "gap_source": "train"}
+    for option, values in READING_CHOICES.items():
+        for value in values:
+            check_method_options("adaptive", {option: value})
+        with pytest.raises(ValueError, match=rf"option {option} = 'nope' of method 'adaptive': expected one of "
+                                             + ", ".join(f"'{v}'" for v in values)):
+            check_method_options("adaptive", {option: "nope"})
+    with pytest.raises(ValueError, match="lambda_epoch = 'epoch'"):
+        TrainConfig(method="adaptive", method_options={"lambda_epoch": "epoch"})
+    with pytest.raises(ValueError, match="weight_control = 'random'"):
+        make_method("adaptive", weight_control="random")
+
+
+# --- lambda_epoch --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reading, exponents", [("continued", [0, 1, 2, 3]), ("per-step", [0, 1, 0, 1]),
+                                                ("global", [2, 3, 4, 5])])
+def test_lambda_used_by_the_loss_under_each_reading(data, monkeypatch, reading, exponents):
+    """Warm-up 2 epochs, then 2 steps x 2 epochs: the lambda_t inside Eq. 10 at every mini-batch of each epoch."""
+    steps = _watch_steps(monkeypatch)
+    calls = _watch_loss(monkeypatch)
+    result = _trainer(data, lambda_epoch=reading).fit()
+    adaptive = [epoch for epoch, phase, _ in steps if phase == "adaptive"]
+    assert len(adaptive) == len(calls) == 4 * 3  # 48 clips in batches of 16
+    per_epoch = {}
+    for epoch, call in zip(adaptive, calls):
+        per_epoch.setdefault(epoch, []).append(call["lambda"])
+    assert sorted(per_epoch) == [2, 3, 4, 5]
+    for epoch, t in zip((2, 3, 4, 5), exponents):
+        assert per_epoch[epoch] == pytest.approx([0.96 ** t] * 3, rel=1e-5), epoch
+    # the history's record agrees with what the loss used
+    assert [e["lambda_t"] for e in result.history["epochs"][2:]] == pytest.approx([0.96 ** t for t in exponents])
+
+
+# --- posteriors ----------------------------------------------------------------------------------------------------
+
+def _normal(x, mu, var):
+    return math.exp(-(x - mu) ** 2 / (2 * var)) / math.sqrt(2 * math.pi * var)
+
+
+def test_collected_posteriors_are_eq9_of_the_collected_gaps_looked_up_by_index():
+    mix = GapMixture.from_dict({"weights": [0.7, 0.3], "means": [0.0, 0.4], "variances": [0.02, 0.05]})
+    collected = torch.tensor([0.3, -0.1, 0.05, 0.6, 0.2])
+    ctx = Context(epoch=3, phase="adaptive", mixture=mix, train_gaps=collected, batch_index=torch.tensor([3, 0, 2]))
+    batch_gaps = torch.tensor([-0.5, -0.5, -0.5])  # what the batch itself shows: ignored by "collected"
+    w_bal, w_imb = Adaptive(posteriors="collected").posteriors(batch_gaps, ctx)
+    for i, x in enumerate([0.6, 0.3, 0.05]):
+        p0, p1 = 0.7 * _normal(x, 0.0, 0.02), 0.3 * _normal(x, 0.4, 0.05)
+        assert w_imb[i].item() == pytest.approx(p1 / (p0 + p1), rel=1e-5)
+        assert w_bal[i].item() == pytest.approx(p0 / (p0 + p1), rel=1e-5)
+    # the batch reading takes the batch's own gaps
+    torch.testing.assert_close(Adaptive().posteriors(batch_gaps, ctx)[1], mix.posteriors(batch_gaps)[1])
+
+
+def test_collected_posteriors_in_the_loop_come_from_the_step_fit_gaps(data, monkeypatch):
+    steps = _watch_steps(monkeypatch)
+    calls = _watch_loss(monkeypatch)
+    result = _trainer(data, posteriors="collected").fit()
+    adaptive = [(epoch, index) for epoch, phase, index in steps if phase == "adaptive"]
+    assert len(adaptive) == len(calls) == 12
+    differ = 0.0
+    for (epoch, index), call in zip(adaptive, calls):
+        step = (epoch - 2) // 2
+        fit = result.history["gmm"][step]
+        assert call["mix"].to_dict()["means"] == fit["means"]
+        # the gaps the trainer collected for this step's fit, in split order, looked up by the batch's clips
+        gaps = torch.from_numpy(result.gaps[step])[index]
+        w_bal, w_imb = call["weights"]
+        torch.testing.assert_close(w_imb, GapMixture.from_dict(fit).posteriors(gaps)[1])
+        torch.testing.assert_close(w_bal + w_imb, torch.ones_like(w_bal))
+        differ = max(differ, (w_imb - call["mix"].posteriors(call["g"])[1]).abs().max().item())
+    assert differ > 1e-4  # not the batch's train-mode gaps
+
+
+# --- components ----------------------------------------------------------------------------------------------------
+
+def _two_cohorts(mu_big, mu_small, n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    big = int(0.7 * n)
+    return np.concatenate([rng.normal(mu_big, 0.03, big), rng.normal(mu_small, 0.03, n - big)])
+
+
+def test_tracked_labels_stay_with_their_component_when_nearest_zero_swaps():
+    previous = GapMixture(seed=0).fit(_two_cohorts(0.02, 0.5))
+    assert previous.means == pytest.approx([0.02, 0.5], abs=0.01) and not previous.swapped
+    # the big cohort moved to -0.15 and the small one to 0.1: nearest zero now names the small one balanced
+    gaps = _two_cohorts(-0.15, 0.1, seed=1)
+    nearest = GapMixture(seed=0).fit(gaps)
+    assert nearest.means == pytest.approx([0.1, -0.15], abs=0.01) and not nearest.swapped
+    tracked = track_components(GapMixture(seed=0).fit(gaps), previous)
+    assert tracked.means == pytest.approx([-0.15, 0.1], abs=0.01) and tracked.weights[0] == pytest.approx(0.7, abs=0.02)
+    assert tracked.swapped and tracked.to_dict()["swapped"] and GapMixture.from_dict(tracked.to_dict()).swapped
+    g = torch.tensor([-0.15, 0.1, 0.5])
+    torch.testing.assert_close(tracked.posteriors(g)[0], nearest.posteriors(g)[1])
+    # stable: the next fit of the same cohorts keeps the tracked labels (a swap relative to nearest zero again)
+    again = track_components(GapMixture(seed=0).fit(_two_cohorts(-0.15, 0.1, seed=2)), tracked)
+    assert again.means[0] == pytest.approx(-0.15, abs=0.01) and again.swapped
+    # the first fit, a fit that needs no swap and a single-Gaussian fallback are never swapped
+    assert not track_components(GapMixture(seed=0).fit(gaps), None).swapped
+    assert not track_components(GapMixture(seed=0).fit(_two_cohorts(0.0, 0.45, seed=3)), previous).swapped
+    fallback = track_components(GapMixture().fit(np.zeros(5)), previous)
+    assert fallback.fallback and not fallback.swapped and fallback.weights.tolist() == [1.0, 0.0]
+
+
+def test_tracked_reading_fits_through_the_method_and_counts_its_swaps(data):
+    previous = GapMixture(seed=0).fit(_two_cohorts(0.02, 0.5))
+    gaps = _two_cohorts(-0.15, 0.1, seed=1).astype(np.float32)
+    assert Adaptive(components="tracked").fit_mixture(gaps, previous, 0).swapped
+    assert not Adaptive().fit_mixture(gaps, previous, 0).swapped
+    result = _trainer(data, components="tracked").fit()
+    assert all("swapped" in fit for fit in result.history["gmm"])
+    spec = results.RunSpec("readings", "tracked", 0, "adaptive", "x")
+    metrics = {**result.summary(), "config": result.config.to_dict()}
+    metrics["gmm"] = [{**fit, "swapped": i == 1} for i, fit in enumerate(metrics["gmm"])]
+    assert results.run_row(spec, metrics, "x")["component_swaps"] == 1
+
+
+# --- penalty -------------------------------------------------------------------------------------------------------
+
+def test_one_sided_gap_has_the_gap_value_and_the_weaker_modality_gradient():
+    l_a = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 0.0]], requires_grad=True)
+    l_v = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 2.0], [1.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 0, 0])
+    g = modality_gap(l_a, l_v, y)
+    audio_stronger = (g > 0).tolist()
+    assert audio_stronger == [True, False, True, False]
+    mix = GapMixture.from_dict({"weights": [0.8, 0.2], "means": [0.05, 0.5], "variances": [0.01, 0.04]})
+    symmetric = adaptive_loss(l_a + l_v, l_a, l_v, y, mix, epoch=1, alpha=0.0)
+    one_sided = adaptive_loss(l_a + l_v, l_a, l_v, y, mix, epoch=1, alpha=0.0, penalty="one-sided")
+    assert one_sided.item() == pytest.approx(symmetric.item(), rel=1e-6)
+    torch.testing.assert_close(one_sided_gap(l_a, l_v, y), g)
+    one_sided.backward()
+    for i, stronger_is_audio in enumerate(audio_stronger):
+        stronger, weaker = (l_a, l_v) if stronger_is_audio else (l_v, l_a)
+        assert torch.equal(stronger.grad[i], torch.zeros(2)), i         # the stronger modality is a constant
+        assert weaker.grad[i].abs().sum() > 0, i
+    # on the weaker logits the gradient is the symmetric one's: only the stronger side is cut
+    l_a.grad = l_v.grad = None
+    symmetric = adaptive_loss(l_a + l_v, l_a, l_v, y, mix, epoch=1, alpha=0.0)
+    symmetric.backward()
+    assert all(l_a.grad[i].abs().sum() > 0 and l_v.grad[i].abs().sum() > 0 for i in range(4))
+    with pytest.raises(ValueError, match="unknown penalty"):
+        adaptive_loss(l_a + l_v, l_a, l_v, y, mix, epoch=1, penalty="both")
+
+
+def test_one_sided_penalty_reaches_only_the_weaker_modality_head_of_the_model(data):
+    torch.manual_seed(0)
+    model = AVClassifier(3, width=2).eval()  # eval: batch norm does not mix the samples
+    s = data.train
+    audio, visual, y = s.audio.float(), (s.visual.float() / 255 - 0.5) / 0.25, s.labels
+    with torch.no_grad():
+        g = modality_gap(*model(audio, visual)[1:], y)
+    audio_stronger = g > 0
+    assert 2 <= audio_stronger.sum() <= len(g) - 2
+    mix = GapMixture.from_dict({"weights": [0.8, 0.2], "means": [0.0, 0.5], "variances": [0.01, 0.04]})
+    method = Adaptive(alpha=0.0, penalty="one-sided")
+    ctx = Context(epoch=2, phase="adaptive", mixture=mix)
+    d = model.feature_dim
+    for rows, stronger, weaker in ((audio_stronger, "audio_encoder", "visual_encoder"),
+                                   (~audio_stronger, "visual_encoder", "audio_encoder")):
+        model.zero_grad()
+        method.training_step(model, audio[rows], visual[rows], y[rows], ctx).loss.backward()
+        grads = {name: sum(p.grad.abs().sum().item() for p in getattr(model, name).parameters())
+                 for name in ("audio_encoder", "visual_encoder")}
+        assert grads[stronger] == 0 and grads[weaker] > 0
+        head = model.fusion.weight.grad
+        stronger_cols, weaker_cols = (head[:, :d], head[:, d:]) if stronger == "audio_encoder" else (head[:, d:],
+                                                                                                    head[:, :d])
+        assert stronger_cols.abs().sum() == 0 and weaker_cols.abs().sum() > 0
+
+
+# --- gap_source ----------------------------------------------------------------------------------------------------
+
+def test_held_out_clips_are_a_seeded_fifth():
+    a = held_out_clips(48, seed=0)
+    assert len(a) == round(HELD_OUT_FRACTION * 48) == 10 and torch.equal(a, a.sort().values)
+    assert torch.equal(a, held_out_clips(48, seed=0)) and not torch.equal(a, held_out_clips(48, seed=1))
+    assert not torch.equal(a, torch.randperm(48, generator=torch.Generator().manual_seed(0))[:10].sort().values)
+
+
+def test_held_out_gap_source_fits_on_exactly_the_held_out_clips(data, monkeypatch):
+    fitted = []
+    real_fit = GapMixture.fit
+    monkeypatch.setattr(GapMixture, "fit", lambda self, gaps: fitted.append(np.array(gaps)) or real_fit(self, gaps))
+    steps = _watch_steps(monkeypatch)
+    result = _trainer(data, gap_source="held-out").fit()
+    held = held_out_clips(48, seed=0)
+    assert len(fitted) == len(result.gaps) == 3  # before each of the 2 steps, and after training
+    for gaps, all_gaps, record in zip(fitted, result.gaps, result.history["gmm"]):
+        assert len(all_gaps) == 48  # gaps.npz keeps every training clip's gap
+        np.testing.assert_array_equal(gaps, all_gaps[held.numpy()])
+        assert record["n_fit"] == 10
+    # warm-up trains on every clip, adaptive epochs on every clip but the held-out ones
+    trained = {phase: set() for phase in ("warmup", "adaptive")}
+    for epoch, phase, index in steps:
+        trained[phase].update(index.tolist())
+    assert trained["warmup"] == set(range(48))
+    assert trained["adaptive"] == set(range(48)) - set(held.tolist())
+    adaptive_batches = [len(index) for _, phase, index in steps if phase == "adaptive"]
+    assert adaptive_batches == [16, 16, 6] * 4
+
+
+def test_killed_run_of_the_other_readings_resumes_to_the_same_result(data, tmp_path, monkeypatch):
+    options = {"lambda_epoch": "per-step", "posteriors": "collected", "components": "tracked",
+               "penalty": "one-sided", "gap_source": "held-out"}
+    full = _trainer(data, **options).fit()
+    original = Trainer._train_epoch
+
+    def dies_at_epoch_4(self, optimizer, generator, ctx):
+        if ctx.epoch == 4:
+            raise KeyboardInterrupt
+        return original(self, optimizer, generator, ctx)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", dies_at_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(data, tmp_path, **options).fit()
+    monkeypatch.setattr(Trainer, "_train_epoch", original)
+    resumed = _trainer(data, tmp_path, **options).fit()
+    strip = lambda records: [{k: v for k, v in r.items() if "seconds" not in k} for r in records]  # noqa: E731
+    assert strip(resumed.history["epochs"]) == strip(full.history["epochs"])
+    assert strip(resumed.history["gmm"]) == strip(full.history["gmm"])
