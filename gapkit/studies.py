@@ -15,6 +15,9 @@ missing, and a run shared by two tables is trained once:
 * Table 2 (ablations of Eq. 10): the full model is the Table 1 run itself; ``alpha = 0``,
   ``beta = 0``, ``gamma = 0`` and "w/o weights" (``use_weights=False``) branch from the
   same seed's warm-up checkpoint, so they differ from the full model only after warm-up.
+* Readings of Algorithm 1 (not in the paper): the default reading is the Table 1 run; each other reading
+  (:data:`gapkit.paper.READINGS`, options of the adaptive method) branches from the same seed's warm-up, as the
+  ablations do.
 * Table 3 (optimizer): SGD with the state reset at the start of adaptive training is
   the Table 1 run; "SGD, same state" branches from its warm-up with
   ``reset_optimizer=False``. Adam needs its own warm-up: "Adam, reset state" is a
@@ -36,8 +39,8 @@ from tqdm.auto import tqdm
 from .data.base import AVData
 from .runs import run_name, train_run
 from .methods.peer_settings import peer_overrides
-from .paper import (ABLATIONS, ADAM_LR, BASELINE_AND_OURS, CONTROL_METHODS, OPTIMIZER_SETTINGS, TABLE1_LABELS,
-                    TABLE1_ROWS, WEIGHT_CONTROLS)
+from .paper import (ABLATIONS, ADAM_LR, BASELINE_AND_OURS, CONTROL_METHODS, OPTIMIZER_SETTINGS, READINGS,
+                    TABLE1_LABELS, TABLE1_ROWS, WEIGHT_CONTROLS)
 from .paths import EMBEDDED, run_root
 from .profiles import Profile
 from .results import RunSpec, read_runs
@@ -94,6 +97,18 @@ def plan_ablations(profile: Profile, seeds=None) -> list[RunSpec]:
         full = run_name("adaptive", s)
         for label, options in {**ABLATIONS, **WEIGHT_CONTROLS}.items():
             specs.append(RunSpec("table2", label, s, "adaptive", run_name("adaptive", s, **options), options,
+                                 parent=full if options else None))
+    return specs
+
+
+def plan_readings(profile: Profile, seeds=None) -> list[RunSpec]:
+    """The readings of Algorithm 1: the default reading (the Table 1 run) and each other reading branching from its
+    warm-up."""
+    specs = []
+    for s in _seeds(profile, seeds):
+        full = run_name("adaptive", s)
+        for label, options in READINGS.items():
+            specs.append(RunSpec("readings", label, s, "adaptive", run_name("adaptive", s, **options), options,
                                  parent=full if options else None))
     return specs
 
@@ -236,6 +251,11 @@ def table1_runs(profile: Profile, data: AVData, seeds=None, methods=None, peer_s
 def ablation_runs(profile: Profile, data: AVData, seeds=None, **kw) -> pd.DataFrame:
     """Table 2's runs; the full model is reused from Table 1."""
     return execute(plan_ablations(profile, seeds), profile, data, **kw)
+
+
+def readings_runs(profile: Profile, data: AVData, seeds=None, **kw) -> pd.DataFrame:
+    """The readings study's runs; the default reading is reused from Table 1."""
+    return execute(plan_readings(profile, seeds), profile, data, **kw)
 
 
 def optimizer_runs(profile: Profile, data: AVData, seeds=None, adam_lr: float = ADAM_LR, **kw) -> pd.DataFrame:

@@ -1,15 +1,17 @@
 """The readings of Algorithm 1 (the adaptive method's options for the choices the paper leaves open), each watched
 where it acts: the lambda_t inside Eq. 10, the posteriors handed to it, the GMM's labels, the gradient of the gap
-terms, the gaps the GMM is fitted to and the clips adaptive training sees."""
+terms, the gaps the GMM is fitted to and the clips adaptive training sees; then the readings study and its table."""
+import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import gapkit.methods.adaptive as adaptive_module
 from fixtures_tiny import tiny_split
-from gapkit import results
+from gapkit import paper, results, studies
 from gapkit.data.base import AVData
 from gapkit.gap import modality_gap, one_sided_gap
 from gapkit.losses import adaptive_loss
@@ -17,6 +19,8 @@ from gapkit.methods import Context, check_method_options, make_method
 from gapkit.methods.adaptive import HELD_OUT_FRACTION, READING_CHOICES, Adaptive, held_out_clips
 from gapkit.mixture import GapMixture, track_components
 from gapkit.models import AVClassifier
+from gapkit.profiles import Profile
+from gapkit.report import tables
 from gapkit.training import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -291,3 +295,78 @@ def test_killed_run_of_the_other_readings_resumes_to_the_same_result(data, tmp_p
     strip = lambda records: [{k: v for k, v in r.items() if "seconds" not in k} for r in records]  # noqa: E731
     assert strip(resumed.history["epochs"]) == strip(full.history["epochs"])
     assert strip(resumed.history["gmm"]) == strip(full.history["gmm"])
+
+
+# --- the study and its table ---------------------------------------------------------------------------------------
+
+def test_paper_readings_name_valid_options_and_the_literal_reading():
+    defaults = Adaptive.defaults
+    assert set(paper.LITERAL_READING) == set(READING_CHOICES)
+    assert paper.READING_ROWS[0][1] == {}  # the default reading: the Table 1 run
+    for label, options, literal in paper.READING_ROWS:
+        check_method_options("adaptive", options)
+        effective = {k: options.get(k, defaults[k]) for k in READING_CHOICES}
+        assert literal == (effective == paper.LITERAL_READING), label
+    assert [literal for *_, literal in paper.READING_ROWS].count(True) == 1
+    # every non-default value of every choice has its row
+    changed = {(k, v) for _, options, _ in paper.READING_ROWS for k, v in options.items()}
+    assert changed == {(k, v) for k, values in READING_CHOICES.items() for v in values[1:]}
+
+
+def test_plan_readings_branches_every_reading_from_the_full_model():
+    profile = Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16,
+                      seeds=(0, 1), device="cpu")
+    specs = studies.plan_readings(profile, [1])
+    assert [s.name for s in specs] == ["adaptive-seed1", "adaptive-lambdaepochper-step-seed1",
+                                       "adaptive-lambdaepochglobal-seed1", "adaptive-posteriorscollected-seed1",
+                                       "adaptive-componentstracked-seed1", "adaptive-penaltyone-sided-seed1",
+                                       "adaptive-gapsourceheld-out-seed1"]
+    assert [s.parent for s in specs] == [None] + ["adaptive-seed1"] * 6
+    assert {s.study for s in specs} == {"readings"} and [s.variant for s in specs] == list(paper.READINGS)
+    assert len(studies.plan_readings(profile)) == 14
+
+
+def _fake_runs(accuracy: dict, swaps: dict) -> pd.DataFrame:
+    rows = []
+    for label, per_seed in accuracy.items():
+        for seed, acc in enumerate(per_seed):
+            rows.append({"variant": label, "seed": seed, "test_acc": acc, "test_acc_audio": acc,
+                         "test_acc_visual": acc, "last_test_acc": acc, "component_swaps": swaps.get(label, [0] * 3)[seed]})
+    return pd.DataFrame(rows)
+
+
+def test_readings_table_pairs_each_reading_with_the_default_by_seed():
+    labels = list(paper.READINGS)
+    default, per_step, tracked = labels[0], labels[1], labels[4]
+    accuracy = {label: [0.70, 0.72, 0.74] for label in labels}
+    accuracy[per_step] = [0.75, 0.76, 0.80]  # +5, +4, +6 points: wholly above 0
+    accuracy[tracked] = [0.69, 0.73, 0.74]   # -1, +1, 0: open
+    table = tables.readings(_fake_runs(accuracy, {tracked: [0, 2, 1]}), "synthetic")
+    by = table.data.set_index("reading")
+    t = 4.302652729911275  # t(0.975, 2)
+    assert by.loc[per_step, "minus_default_mean"] == pytest.approx(5.0)
+    assert by.loc[per_step, "minus_default_ci_low"] == pytest.approx(5.0 - t * 1.0 / math.sqrt(3))
+    assert by.loc[per_step, "status"] == "holds" and by.loc[tracked, "status"] == "not resolved at 3 seeds"
+    assert np.isnan(by.loc[default, "minus_default_mean"]) and by.loc[default, "status"] == ""
+    assert by.loc[tracked, "component_swaps"] == "0, 2, 1" and by.loc[tracked, "component_swaps_mean"] == 1.0
+    assert by.loc[per_step, "literal"] and not by.loc[default, "literal"]
+    assert json.loads(by.loc[per_step, "options"]) == {"lambda_epoch": "per-step"}
+    shown = table.display.set_index("Reading")
+    assert shown.loc[per_step, "Versus default"] == "higher" and shown.loc[per_step, "Paper's literal reading"] == "yes"
+    assert shown.loc[per_step, "Minus default (points)"].startswith("+5.00 [95% CI +2.52, +7.48]")
+    assert shown.loc[default, "Options"] == "(defaults)" and shown.loc[tracked, "Options"] == "components=tracked"
+    assert "20% of the training clips" in table.caption
+
+
+def test_readings_runs_train_the_study_and_its_table(data, tmp_path):
+    profile = Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
+                      seeds=(0,), device="cpu")
+    runs = studies.readings_runs(profile, data, results_root=tmp_path, log=None)
+    assert list(runs["variant"]) == list(paper.READINGS) and set(runs["component_swaps"]) <= {0, 1, 2, 3}
+    assert set(runs.loc[runs["variant"] != paper.READING_ROWS[4][0], "component_swaps"]) == {0}
+    assert runs["branched_from"].isna().iloc[0] and list(runs["branched_from"].iloc[1:]) == ["adaptive-seed0"] * 6
+    table = tables.readings(runs, "synthetic")
+    assert table.display["Reading"].tolist() == list(paper.READINGS)
+    assert (table.data["status"].iloc[1:] == "not resolved at 1 seed").all()
+    paths = tables.save_table(table, tmp_path / "tables")
+    assert paths["md"].read_text().count("\n| ") == len(paper.READINGS) + 2  # header, rule, rows
