@@ -44,6 +44,15 @@ Why audio dominates
     profile reaches are in notebook 02's results and the README). ``audio_jitter`` /
     ``visual_jitter`` scale the class overlap and are the first knobs to recalibrate.
 
+Learnable, not only separable
+    The faces' pose and pixel noise are kept small (``visual_pose`` 0.3, ``visual_noise``
+    3 grey levels; version 2 had 1.0 and 10). With the larger nuisance, the faces' class
+    signal was learnt within the default profile's budget by some seeds and not others
+    (the visual head ended between 21% and 46% of the test clips for the same settings),
+    so any floating-point perturbation moved a run by several points. Difficulty should
+    come from the classes' overlap (irreducible, the same for every run), not from how
+    hard the signal is to find.
+
 Degradation
     ``degraded_fraction`` of the clips (an exact count, seeded) have exactly one
     modality degraded: ``audio_degraded_share`` of them the audio, drowned in
@@ -136,10 +145,10 @@ class SyntheticSpec:
     audio_jitter: float = 1.0      # class overlap of the voice signatures (x _AUDIO_SPREAD)
     visual_jitter: float = 1.0     # class overlap of the face signatures (x _VISUAL_SPREAD)
     audio_snr_db: float = 20.0     # background noise of every clip (+-5 dB per clip)
-    visual_noise: float = 10.0     # pixel noise, standard deviation in grey levels
-    visual_pose: float = 1.0       # face position/scale/roll variation (1: +-12% of the frame, +-12 degrees)
+    visual_noise: float = 3.0      # pixel noise, standard deviation in grey levels
+    visual_pose: float = 0.3       # face position/scale/roll variation (1: +-6% of the frame, +-8 degrees)
     degraded_snr_db: float = -6.0  # SNR of the drowned audio of audio-degraded clips
-    version: int = 2
+    version: int = 3
 
     def key(self) -> str:
         """A short stable hash of every field (sha256 of the sorted JSON, 16 hex digits)."""
