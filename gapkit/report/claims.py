@@ -1,20 +1,20 @@
 """Each claim of the paper, what was measured here, and whether it holds here.
 
 Every claim is decided from one value per seed (an accuracy difference paired by seed, a change of
-a GMM parameter, a BIC difference, an AUROC) through the 95% Student-t interval of its mean over
-seeds (:func:`gapkit.results.mean_interval`): the claim **holds** where the interval lies wholly on
-the paper's side of the threshold (0 for a difference), is **contradicted** where it lies wholly on
-the other side, and is **not resolved at N seeds** otherwise, one seed included (no interval). A
-mean that merely points the paper's way is not evidence at a few seeds. The per-seed values are
-listed next to each. The status says nothing about the paper's own data: these are measurements on
-whatever profile and dataset were run.
+a GMM parameter or its difference from a reference run's change, a BIC difference, an AUROC) through
+the 95% Student-t interval of its mean over seeds (:func:`gapkit.results.mean_interval`): the claim
+**holds** where the interval lies wholly on the paper's side of the threshold (0 for a difference), is
+**contradicted** where it lies wholly on the other side, and is **not resolved at N seeds** otherwise,
+one seed included (no interval). A mean that merely points the paper's way is not evidence at a few
+seeds. The per-seed values are listed next to each. The status says nothing about the paper's own
+data: these are measurements on whatever profile and dataset were run.
 """
 from __future__ import annotations
 
 import pandas as pd
 
 from ..paper import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
-from ..results import mean_interval, paired_differences
+from ..results import IMBALANCED_ABOVE, mean_interval, paired_differences
 from .tables import Table
 
 HOLDS, CONTRADICTED, NOT_MEASURED = "holds", "contradicted", "not measured"
@@ -33,6 +33,14 @@ AUROC_THRESHOLD = 0.6
 
 #: source of the rows that test controls, not the paper's own experiments
 CONTROLS_SOURCE = "Controls (not in the paper)"
+
+#: The Table 2 row the GMM evolution claims are measured against: Eq. 10 with every GMM weight 1, from the same
+#: warm-up. Its beta * g^2 term alone pulls the training gaps toward 0, so a fall of pi_1 or |mu_1| and a rise of the
+#: density at 0 over the adaptive steps is evidence for the GMM's part only beyond what this run shows.
+REFERENCE_VARIANT = "w/o GMM weights"
+
+#: source of the per-sample rows: a test of the paper's account on its own subsets, not a measurement of the paper
+PER_SAMPLE_SOURCE = "Sec. 3.3 (per-sample test, not in the paper)"
 
 #: what each weight control of Table 2 puts in place of w_imb, for its claim
 WEIGHT_CONTROL_CLAIMS = {"gap-magnitude": "|g| rescaled to the GMM weight's batch mean",
@@ -105,11 +113,20 @@ def _row(claim: str, source: str, paper: str, measured: str, status: str) -> dic
     return {"claim": claim, "source": source, "paper": paper, "measured": measured, "status": status}
 
 
-def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame) -> list[dict]:
+def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame, reference_fits: pd.DataFrame | None = None,
+               validation_fits: pd.DataFrame | None = None) -> list[dict]:
     """Section 3.2 / Figure 2 (bimodality, balanced component at 0) and Section 4.5 / Figure 3 (evolution).
 
     ``fits``: :func:`gapkit.results.gmm_frame` of the Table 1 adaptive runs; ``bic``: one row per seed with
     ``bic_1`` and ``bic_2`` of the post-warm-up gaps. Each claim is decided on its per-seed values.
+
+    ``reference_fits``: :func:`gapkit.results.gmm_frame` of the Table 2 runs :data:`REFERENCE_VARIANT` (Eq. 10 with
+    every weight 1, same warm-up; a frame of several variants is narrowed to that one). Given, the three evolution
+    claims are decided on (change of the full model) - (change without the weights), paired by seed
+    (:func:`evolution_claim`), and read "... more than without the GMM weights"; ``None``: on the change alone.
+    ``validation_fits``: :func:`gapkit.results.validation_gmm_frame` of the full model's runs and, optionally, of the
+    reference's (told apart by ``variant``): three more evolution rows on the GMM fitted to the validation clips'
+    gaps of the warm-up and the final model, against the reference where its runs are in it.
     """
     rows = []
     delta = (bic["bic_1"] - bic["bic_2"]).set_axis(bic["seed"])
@@ -128,7 +145,6 @@ def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame) -> list[dict]:
         every_seed(delta > BIC_MARGIN, n, against=delta < -BIC_MARGIN)))
 
     first = fits[fits["fit"] == 0].set_index("seed")
-    last = fits.loc[fits.groupby("seed")["fit"].idxmax()].set_index("seed")
     mu0 = first["mu_bal"]
     stats = mean_interval(mu0.abs(), LEVEL)
     rows.append(_row(
@@ -137,27 +153,112 @@ def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame) -> list[dict]:
         f"|mu_0| = {estimate(stats, '{:.4f}')} (mean over {_seeds(stats['n'])}; {_per_seed(mu0, 'mu_0 = {:+.4f}')})",
         decide(stats, -1, BALANCED_TOLERANCE)))
 
-    def evolution(claim, key, paper, direction, transform=lambda v: v, digits=3):
-        a, b = transform(first[key]), transform(last[key])
-        stats = mean_interval(b - a, LEVEL)
-        steps = int(last["fit"].iloc[0]) if len(last) else 0
-        fmt = f"{{:.{digits}f}}"
-        per = ", ".join(f"seed {s}: {fmt.format(a[s])} -> {fmt.format(b[s])}" for s in a.index)
-        return _row(claim, "Sec. 4.5, Fig. 3", paper,
-                    f"after warm-up {fmt.format(a.mean())} -> after {steps} adaptive steps {fmt.format(b.mean())} "
-                    f"(means); change {estimate(stats, f'{{:+.{digits}f}}')} over {_seeds(stats['n'])} ({per})",
-                    decide(stats, direction))
-
-    rows.append(evolution("The imbalanced component's weight pi_1 falls over the adaptive steps", "w_imb",
-                          "falls from 0.143", -1))
-    rows.append(evolution("The imbalanced component's mean moves toward 0", "mu_imb", "|mu_1| falls from 0.6966", -1,
-                          transform=lambda v: v.abs(), digits=4))
-    rows.append(evolution("The density at g = 0 rises", "density_at_0", "about 3.3 -> above 20 after four steps", +1,
-                          digits=2))
+    reference = _variant(reference_fits, REFERENCE_VARIANT, "reference_fits")
+    suffix = " more than without the GMM weights" if reference is not None else ""
+    for claim, key, paper, direction, transform, digits in EVOLUTION_CLAIMS:
+        rows.append(evolution_claim(claim + suffix, key, paper, direction, fits, reference, transform=transform,
+                                    digits=digits))
     fallbacks = fits[fits["fallback"].notna()]
     if len(fallbacks):
         rows[-1]["measured"] += f"; {len(fallbacks)} fit(s) fell back to a single Gaussian"
+    if reference is not None and reference["fallback"].notna().any():
+        rows[-1]["measured"] += (f"; {int(reference['fallback'].notna().sum())} fit(s) of the runs {REFERENCE_VARIANT} "
+                                 f"fell back to a single Gaussian")
+    if validation_fits is not None:
+        full, ref = _split_validation(validation_fits)
+        suffix = " more than without the GMM weights" if ref is not None else ""
+        for claim, key, paper, direction, transform, digits in EVOLUTION_CLAIMS:
+            rows.append(evolution_claim(f"{claim}{suffix} (GMM fitted to the validation clips' gaps)", key, paper,
+                                        direction, full, ref, transform=transform, digits=digits, stages=None))
+        fallbacks = full[full["fallback"].notna()]
+        if len(fallbacks):
+            rows[-1]["measured"] += f"; {len(fallbacks)} fit(s) fell back to a single Gaussian"
     return rows
+
+
+#: The evolution claims of Section 4.5 / Figure 3: claim, key of a GMM fit, the paper's value, the claimed direction
+#: of the change (+1 rises, -1 falls), the transform of the key before the change is taken, the digits shown.
+EVOLUTION_CLAIMS = [
+    ("The imbalanced component's weight pi_1 falls over the adaptive steps", "w_imb", "falls from 0.143", -1, None, 3),
+    ("The imbalanced component's mean moves toward 0", "mu_imb", "|mu_1| falls from 0.6966", -1, "abs", 4),
+    ("The density at g = 0 rises", "density_at_0", "about 3.3 -> above 20 after four steps", +1, None, 2),
+]
+
+
+def _variant(frame: pd.DataFrame | None, label: str, name: str) -> pd.DataFrame | None:
+    """The rows of variant ``label`` where ``frame`` holds several variants; all of it where it holds one."""
+    if frame is None or "variant" not in frame or frame["variant"].nunique() <= 1:
+        return frame
+    if label not in set(frame["variant"]):
+        raise ValueError(f"{name} holds the variants {sorted(frame['variant'].unique())}, none of them {label!r}")
+    return frame[frame["variant"] == label]
+
+
+def _split_validation(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Validation fits -> (the full model's, the reference's or ``None``): the reference is :data:`REFERENCE_VARIANT`,
+    the full model the one other variant (a Table 1 "Ours" or a Table 2 "Full model" run table)."""
+    if "variant" not in frame:
+        return frame, None
+    is_ref = frame["variant"] == REFERENCE_VARIANT
+    full = frame[~is_ref]
+    if full["variant"].nunique() > 1:
+        raise ValueError(f"validation_fits holds the variants {sorted(full['variant'].unique())} besides "
+                         f"{REFERENCE_VARIANT!r}: pass the full model's runs and the reference's only")
+    return full, (frame[is_ref] if is_ref.any() else None)
+
+
+def _first_last(fits: pd.DataFrame, key: str, transform):
+    """Per seed: ``key`` of the first fit (after warm-up) and of the last (after the last adaptive step), transformed,
+    and the two fits' labels and the last fit's index (the adaptive steps behind it)."""
+    first = fits[fits["fit"] == 0].set_index("seed")
+    last = fits.loc[fits.groupby("seed")["fit"].idxmax()].set_index("seed")
+    steps = int(last["fit"].iloc[0]) if len(last) else 0
+    labels = (first["label"].iloc[0] if "label" in first and len(first) else "first fit",
+              last["label"].iloc[0] if "label" in last and len(last) else "last fit")
+    return transform(first[key]), transform(last[key]), steps, labels
+
+
+def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.DataFrame,
+                    reference: pd.DataFrame | None = None, *, transform=None, digits: int = 3,
+                    stages: tuple[str, str] | None = ("after warm-up", "after {steps} adaptive steps"),
+                    source: str = "Sec. 4.5, Fig. 3") -> dict:
+    """Figure 3's claim that GMM parameter ``key`` moves in ``direction`` (+1 up, -1 down) from the first fit (after
+    warm-up, ``fit`` 0) to the last, per seed; ``transform``: ``"abs"`` (|mu_1|), a function, or ``None``.
+
+    Without ``reference``: decided on the per-seed change. With ``reference`` (the fits of runs without the GMM weights,
+    :data:`REFERENCE_VARIANT`, same warm-up): decided on the per-seed difference (change here) - (change there),
+    paired by seed, since the gap terms of Eq. 10 move the gaps toward 0 with or without the weights; the plain change
+    and the status it alone would give are reported beside it. ``stages`` names the two fits in the text
+    (``None``: their ``label`` column, as :func:`gapkit.results.validation_gmm_frame` writes it).
+    """
+    transform = (lambda v: v.abs()) if transform == "abs" else (transform or (lambda v: v))
+    a, b, steps, labels = _first_last(fits, key, transform)
+    start, end = stages if stages is not None else labels
+    end = end.format(steps=steps)
+    change = b - a
+    stats = mean_interval(change, LEVEL)
+    fmt, signed = f"{{:.{digits}f}}", f"{{:+.{digits}f}}"
+    per = ", ".join(f"seed {s}: {fmt.format(a[s])} -> {fmt.format(b[s])}" for s in a.index)
+    plain = (f"{start} {fmt.format(a.mean())} -> {end} {fmt.format(b.mean())} (means); change "
+             f"{estimate(stats, signed)} over {_seeds(stats['n'])} ({per})")
+    if reference is None:
+        return _row(claim, source, paper, plain, decide(stats, direction))
+    ra, rb, rsteps, rlabels = _first_last(reference, key, transform)
+    rstart, rend = stages if stages is not None else rlabels
+    rchange = rb - ra
+    rstats = mean_interval(rchange, LEVEL)
+    both = change.index.intersection(rchange.index)
+    diff = (change[both] - rchange[both]).dropna()
+    dstats = mean_interval(diff, LEVEL)
+    per_diff = ", ".join(f"seed {s}: {signed.format(change[s])} - {signed.format(rchange[s])} = "
+                         f"{signed.format(diff[s])}" for s in diff.index)
+    measured = (f"full model: {plain}; {REFERENCE_VARIANT} (Eq. 10 with every weight 1, same warm-up): {rstart} "
+                f"{fmt.format(ra.mean())} -> {rend.format(steps=rsteps)} {fmt.format(rb.mean())} (means); change "
+                f"{estimate(rstats, signed)} over {_seeds(rstats['n'])}; difference of the changes (full model - "
+                f"{REFERENCE_VARIANT}, paired by seed) {estimate(dstats, signed)} over {_seeds(dstats['n'])} "
+                f"({per_diff}); the full model's change alone would read: {decide(stats, direction)}")
+    return _row(claim, source, f"{paper}; the paper shows no run without the GMM weights", measured,
+                decide(dstats, direction))
 
 
 def accuracy_claim(history: pd.DataFrame) -> dict:
@@ -233,15 +334,74 @@ def auroc_claim(auroc: pd.DataFrame) -> dict:
                 decide(stats["visual"], +1, AUROC_THRESHOLD))
 
 
+def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["concat"], *,
+                     ours: str = TABLE1_LABELS["adaptive"], name: str | None = None, source: str = PER_SAMPLE_SOURCE,
+                     paper: str = "not measured; Sec. 3.3 weights the imbalanced samples as 'hard samples' so that "
+                                  "their predictions get corrected") -> dict:
+    """On the test clips the seed's warm-up GMM calls imbalanced, ``ours`` gains more accuracy than ``other``.
+
+    ``per_sample``: the per-run table of :func:`gapkit.results.per_sample_gain` (``variant``, ``seed``, ``subset``,
+    ``n_samples``, ``accuracy_before``, ``accuracy_after``, ``change``). Clips picked by the warm-up model's own
+    extreme gaps regress to the mean under any further training, so the gain is decided against ``other``'s on the
+    same clips, not against 0: on the per-seed difference of ``accuracy_after`` (``ours`` - ``other``, points) on the
+    imbalanced subset, paired by seed (both runs of a seed share the subsets and the warm-up model that gives
+    ``accuracy_before``, so this is also the difference of their changes). Reported beside it: the same difference on
+    the balanced subset, the imbalanced minus the balanced margin, and each run's own change. ``name``: how the claim
+    names ``other`` (default: its label). Seeds whose imbalanced subset is empty drop out.
+    """
+    claim = f"On the clips the warm-up GMM calls imbalanced, {ours} gains more than {name or other}"
+
+    def margin(subset: str) -> pd.Series:
+        return 100 * paired_differences(per_sample[per_sample["subset"] == subset], ours, other, "accuracy_after")
+
+    imb, bal = margin("imbalanced"), margin("balanced")
+    stats, bal_stats = mean_interval(imb, LEVEL), mean_interval(bal, LEVEL)
+    if stats["n"] == 0:
+        return _row(claim, source, paper, f"not measured (no seed has runs of both {ours} and {other} with imbalanced "
+                                          f"test clips)", NOT_MEASURED)
+    both = imb.index.intersection(bal.index)
+    inter_stats = mean_interval((imb[both] - bal[both]).dropna(), LEVEL)
+    mine = per_sample[per_sample["variant"].isin([ours, other]) & per_sample["seed"].isin(imb.index)]
+    change = 100 * mine.groupby(["subset", "variant"])["change"].mean()
+    sizes = mine[(mine["variant"] == ours) & (mine["subset"] == "imbalanced")]["n_samples"]
+    seeds = per_sample[per_sample["variant"] == ours]["seed"].nunique()
+    empty = f"; {seeds - stats['n']} seed(s) without imbalanced test clips left out" if seeds > stats["n"] else ""
+    changes = "; ".join(f"{subset}: {ours} {change.get((subset, ours), float('nan')):+.2f}, {other} "
+                        f"{change.get((subset, other), float('nan')):+.2f}" for subset in ("imbalanced", "balanced"))
+    measured = (f"imbalanced subset (w_imb > {IMBALANCED_ABOVE} under the seed's warm-up GMM, {sizes.mean():.1f} test "
+                f"clips per seed on average{empty}): {ours} - {other} = {estimate(stats)} points of test accuracy "
+                f"(selected models, mean over {_seeds(stats['n'])}, paired by seed; {_per_seed(imb)}); balanced "
+                f"subset: {estimate(bal_stats)} ({_per_seed(bal)}); imbalanced minus balanced margin "
+                f"{estimate(inter_stats)}; change from the warm-up model, points (means over seeds): {changes}")
+    return _row(claim, source, paper, measured, decide(stats, +1))
+
+
+def per_sample_claims(per_sample: pd.DataFrame) -> list[dict]:
+    """:func:`per_sample_claim` against Concat and, where its runs are in ``per_sample``, against the control that
+    keeps the warm-up loss (Eq. 7) throughout from the same warm-up (:data:`gapkit.paper.CONTROL_METHODS`)."""
+    rows = [per_sample_claim(per_sample)]
+    control = TABLE1_LABELS["warmup-only"]
+    if control in set(per_sample["variant"]):
+        rows.append(per_sample_claim(per_sample, control, name="the warm-up loss (Eq. 7) kept throughout from the "
+                                     "same warm-up", source=CONTROLS_SOURCE,
+                                     paper="not run; Sec. 3.3 credits the adaptive loss with correcting the "
+                                           "imbalanced samples"))
+    return rows
+
+
 def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame, table1: pd.DataFrame,
                  table2: pd.DataFrame, table3: pd.DataFrame, auroc: pd.DataFrame | None = None,
-                 dataset: str = "synthetic", profile: str = "") -> Table:
+                 dataset: str = "synthetic", profile: str = "", reference_fits: pd.DataFrame | None = None,
+                 per_sample: pd.DataFrame | None = None, validation_fits: pd.DataFrame | None = None) -> Table:
     """Every claim, one row each: claim, source in the paper, the paper's value, what was measured, status.
 
     ``table1`` needs the runs of concat, ours and the two Table 1 controls; ``auroc`` the per-seed AUROCs
-    (:func:`auroc_claim`; ``None``: no degradation record, no row).
+    (:func:`auroc_claim`; ``None``: no degradation record, no row). ``reference_fits`` (the GMM fits of the runs
+    :data:`REFERENCE_VARIANT`) and ``validation_fits`` (:func:`gapkit.results.validation_gmm_frame`): see
+    :func:`gmm_claims`; ``per_sample`` (the per-run table of :func:`gapkit.results.per_sample_gain`): the rows of
+    :func:`per_sample_claims` after Table 1's comparisons. Each ``None``: as without it, no row and no change.
     """
-    rows = gmm_claims(fits, bic)
+    rows = gmm_claims(fits, bic, reference_fits, validation_fits)
     rows.append(accuracy_claim(history))
     ours, only, reset = (TABLE1_LABELS[m] for m in ("adaptive", "warmup-only", "warmup-reset"))
     rows.append(comparison("The adaptive loss beats the concat baseline", "Sec. 4.3, Table 1",
@@ -262,6 +422,8 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
     rows.append(comparison("The adaptive phase beats keeping the warm-up loss (Eq. 7) for the whole budget",
                            CONTROLS_SOURCE, "not run; Sec. 4.3 credits the adaptive loss with 80.65 vs 67.47 (CREMA-D)",
                            table1, ours, only))
+    if per_sample is not None:
+        rows.extend(per_sample_claims(per_sample))
     full = next(iter(TABLE2_REPORTED))
     for label, (crema, ave) in list(TABLE2_REPORTED.items())[1:]:
         rows.append(comparison(f"Ablation '{label}' lowers accuracy", "Sec. 4.4, Table 2",
