@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fixtures_tiny import tiny_split
-from gapkit import results, studies
+from gapkit import reevaluate, results, studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.runs import build_model
@@ -42,7 +42,7 @@ def runs(tmp_path_factory, profile, data, one_thread):
 
 @pytest.fixture(scope="module")
 def view(runs, profile, data):
-    outcomes = results.per_sample_outcomes(runs, profile, data)
+    outcomes = reevaluate.per_sample_outcomes(runs, profile, data)
     return outcomes, *results.per_sample_gain(outcomes)
 
 
@@ -156,7 +156,7 @@ def test_gain_on_a_hand_made_example():
 def test_missing_warmup_is_named(runs, profile, data, tmp_path):
     lone = runs[runs["method"] == "concat"].head(1).assign(run_dir=str(tmp_path / "concat-seed0"))
     with pytest.raises(FileNotFoundError, match="adaptive-seed0.warmup.pt"):
-        results.per_sample_outcomes(lone, profile, data)
+        reevaluate.per_sample_outcomes(lone, profile, data)
 
 
 def test_figure(view, tmp_path):

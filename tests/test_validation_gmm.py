@@ -1,4 +1,4 @@
-"""The GMM on validation gaps (results.validation_gmm_frame) and the claims with every optional input, tiny runs."""
+"""The GMM on validation gaps (reevaluate.validation_gmm_frame) and the claims with every optional input, tiny runs."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fixtures_tiny import tiny_split
-from gapkit import paper, results, studies
+from gapkit import paper, reevaluate, results, studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.gap import collect_outputs
@@ -17,6 +17,7 @@ from gapkit.mixture import GapMixture
 from gapkit.profiles import Profile
 from gapkit.report import claims
 from gapkit.runs import build_model
+from gapkit.training import selected_epoch
 
 REFERENCE = "w/o GMM weights"
 
@@ -46,7 +47,7 @@ def runs(tmp_path_factory, profile, data, one_thread):
 
 @pytest.fixture(scope="module")
 def frame(runs, profile, data):
-    return results.validation_gmm_frame(runs[1], profile, data)
+    return reevaluate.validation_gmm_frame(runs[1], profile, data)
 
 
 def _val_fit(model_file, key, profile, data, seed) -> tuple[GapMixture, torch.Tensor]:
@@ -101,21 +102,21 @@ def test_fits_are_hand_computed_on_the_validation_gaps(frame, runs, profile, dat
 def test_best_model_and_errors(runs, profile, data, tmp_path):
     t2 = runs[1]
     one = t2[(t2["variant"] == REFERENCE) & (t2["seed"] == 0)]
-    best = results.validation_gmm_frame(one, profile, data, final="best").set_index("fit")
+    best = reevaluate.validation_gmm_frame(one, profile, data, final="best").set_index("fit")
     fit, _ = _val_fit(f"{one['run_dir'].iloc[0]}/best.pt", None, profile, data, 0)
     assert best.loc[1, "label"] == "selected model (best.pt)"
     assert best.loc[1, "w_imb"] == pytest.approx(fit.weights[1], abs=1e-9)
     history = results.load_history(one["run_dir"].iloc[0])
-    selected = results.selected_epoch(history["epochs"])
+    selected = selected_epoch(history["epochs"])
     assert best.loc[1, "epoch"] == selected + 1 and best.loc[1, "step"] == history["epochs"][selected]["step"] + 1
     with pytest.raises(ValueError, match="final must be one of"):
-        results.validation_gmm_frame(one, profile, data, final="first")
+        reevaluate.validation_gmm_frame(one, profile, data, final="first")
     concat = runs[0][runs[0]["method"] == "concat"].head(1)
     with pytest.raises(FileNotFoundError, match="warmup.pt is missing"):
-        results.validation_gmm_frame(concat, profile, data)
+        reevaluate.validation_gmm_frame(concat, profile, data)
     other = AVData(data.train, data.val, data.test, data.classes, info={"cache_key": "other"})
     with pytest.raises(ValueError, match="trained on data 'tiny'"):
-        results.validation_gmm_frame(one, profile, other)
+        reevaluate.validation_gmm_frame(one, profile, other)
 
 
 def test_claims_table_with_every_optional_input(runs, frame, profile, data):
@@ -125,7 +126,7 @@ def test_claims_table_with_every_optional_input(runs, frame, profile, data):
     base = dict(fits=results.gmm_frame(ours), bic=summary, history=results.history_frame(ours), table1=t1,
                 table2=t2, table3=t1, profile="tiny")
     plain = claims.claims_table(**base).data
-    per_sample, _ = results.per_sample_gain(results.per_sample_outcomes(t1, profile, data))
+    per_sample, _ = results.per_sample_gain(reevaluate.per_sample_outcomes(t1, profile, data))
     full = claims.claims_table(**base, reference_fits=results.gmm_frame(t2), per_sample=per_sample,
                                validation_fits=frame).data
     assert len(full) == len(plain) + 3 + 2  # three evolution rows on validation gaps, two per-sample rows

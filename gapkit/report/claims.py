@@ -124,7 +124,7 @@ def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame, reference_fits: pd.DataFra
     every weight 1, same warm-up; a frame of several variants is narrowed to that one). Given, the three evolution
     claims are decided on (change of the full model) - (change without the weights), paired by seed
     (:func:`evolution_claim`), and read "... more than without the GMM weights"; ``None``: on the change alone.
-    ``validation_fits``: :func:`gapkit.results.validation_gmm_frame` of the full model's runs and, optionally, of the
+    ``validation_fits``: :func:`gapkit.reevaluate.validation_gmm_frame` of the full model's runs and, optionally, of the
     reference's (told apart by ``variant``): three more evolution rows on the GMM fitted to the validation clips'
     gaps of the warm-up and the final model, against the reference where its runs are in it.
     """
@@ -229,7 +229,7 @@ def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.D
     :data:`REFERENCE_VARIANT`, same warm-up): decided on the per-seed difference (change here) - (change there),
     paired by seed, since the gap terms of Eq. 10 move the gaps toward 0 with or without the weights; the plain change
     and the status it alone would give are reported beside it. ``stages`` names the two fits in the text
-    (``None``: their ``label`` column, as :func:`gapkit.results.validation_gmm_frame` writes it).
+    (``None``: their ``label`` column, as :func:`gapkit.reevaluate.validation_gmm_frame` writes it).
     """
     transform = (lambda v: v.abs()) if transform == "abs" else (transform or (lambda v: v))
     a, b, steps, labels = _first_last(fits, key, transform)
@@ -397,7 +397,7 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
 
     ``table1`` needs the runs of concat, ours and the two Table 1 controls; ``auroc`` the per-seed AUROCs
     (:func:`auroc_claim`; ``None``: no degradation record, no row). ``reference_fits`` (the GMM fits of the runs
-    :data:`REFERENCE_VARIANT`) and ``validation_fits`` (:func:`gapkit.results.validation_gmm_frame`): see
+    :data:`REFERENCE_VARIANT`) and ``validation_fits`` (:func:`gapkit.reevaluate.validation_gmm_frame`): see
     :func:`gmm_claims`; ``per_sample`` (the per-run table of :func:`gapkit.results.per_sample_gain`): the rows of
     :func:`per_sample_claims` after Table 1's comparisons. Each ``None``: as without it, no row and no change.
     """
