@@ -14,21 +14,21 @@ our choice of 30 warm-up epochs plus 4 adaptive steps of 10 epochs (70 epochs, i
 the 50-150 range the peer codebases train for).
 
 The ``default`` profile is made so that its conclusions survive a perturbation (another seed,
-another thread count, another CPU); ``run_all.sh`` takes about 45 minutes on 2 CPU cores:
-the embedded corpus at 8 kHz and 2 frames of 48 x 48, a ResNet-18 of width 8, 4 warm-up epochs and
-4 adaptive steps of one epoch, SGD from lr 1e-2 with a cosine decay over the whole budget (at a
-constant rate the model's accuracy jumps by several points from epoch to epoch, so which epoch the
-validation split picks, and any floating-point perturbation, moved a run by 4 points; the paper's
-2e-3 leaves every model far from converged after 8 epochs), in mini-batches of 32 (twice the SGD steps
-of 64 for about 15% more time: at 64 every model was still climbing steeply in its last epoch, so how
-fast a run happened to climb, which any floating-point perturbation changes, set its result). 2,800 clips: 35% test (980 clips),
-and 30% of the rest held out for validation (546 clips, against 140 at the paper's 9:1, which
-could not tell the epochs apart), 1,274 for training. Five seeds for every row of the paper's
-method, its controls and its ablations; three for the peers (``peer_seeds``). Two runs train at
-once (``workers``), one thread each (``threads``: part of every run's settings). Its peers train
-with these same settings (``peer_settings="shared"``), since their authors' rates, 1e-4 to 2e-3
-set for 100 epochs, are at or below the 2e-3 that is already too slow here; the ``paper`` profile
-gives each peer its authors' optimizer, lr and schedule (``peer_settings="authors"``).
+another thread count, another CPU): the embedded corpus at 8 kHz and 2 frames of 48 x 48, a ResNet-18
+of width 8, 4 warm-up epochs and 4 adaptive steps of one epoch, SGD from lr 1e-2 with a cosine decay
+over the whole budget (at a constant rate the model's accuracy jumps by several points from epoch to
+epoch, so which epoch the validation split picks, and any floating-point perturbation, moved a run by
+4 points; the paper's 2e-3 leaves every model far from converged after 8 epochs), in mini-batches of
+32 (twice the SGD steps of 64 for about 15% more time: at 64 every model was still climbing steeply
+in its last epoch, so how fast a run happened to climb, which any floating-point perturbation
+changes, set its result). 2,800 clips: 35% test (980 clips), and 30% of the rest held out for
+validation (546 clips, against 140 at the paper's 9:1, which could not tell the epochs apart), 1,274
+for training. Five seeds for every row of the paper's method, its controls and its ablations; three
+for the peers (``peer_seeds``). Two runs train at once (``workers``), one thread each (``threads``:
+part of every run's settings). Its peers train with these same settings (``peer_settings="shared"``),
+since their authors' rates, 1e-4 to 2e-3 set for 100 epochs, are at or below the 2e-3 that is
+already too slow here; the ``paper`` profile gives each peer its authors' optimizer, lr and schedule
+(``peer_settings="authors"``). Its run time on 2 CPU cores is in the README (Speed).
 """
 from __future__ import annotations
 
