@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..io import atomic_write_bytes
 from ..mixture import GapMixture
 from ..paper import GMM_REPORTED, dataset_label
 from ..results import IMBALANCED_ABOVE
@@ -54,9 +56,12 @@ def save_figure(fig: matplotlib.figure.Figure, directory, name: str, dpi: int = 
     versions in their metadata, so that the same figure gives the same bytes. Returns nothing: a notebook cell
     that ends with it shows only the figure."""
     out = figure_paths(directory, name)
-    out["png"].parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out["png"], dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(out["pdf"], bbox_inches="tight", metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    options = {"png": {"dpi": dpi, "metadata": {"Software": None}},
+               "pdf": {"metadata": {"CreationDate": None, "Creator": None, "Producer": None}}}
+    for kind, kwargs in options.items():  # rendered in memory, then written whole: no half-written figure
+        buffer = BytesIO()
+        fig.savefig(buffer, format=kind, bbox_inches="tight", **kwargs)
+        atomic_write_bytes(buffer.getvalue(), out[kind])
 
 
 def _mixture(params) -> GapMixture:
