@@ -91,7 +91,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..io import staging_folder
+from ..io import publish_folder, staging_folder
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 SENTENCES = 12
@@ -174,13 +174,9 @@ def ensure_corpus(spec: SyntheticSpec, root: Path | None = None, progress: bool 
     tmp = staging_folder(root)
     try:
         _generate(spec, tmp, progress, workers)
-        if _is_complete(root, spec):  # another process finished first
-            shutil.rmtree(tmp)
-            return root
-        if root.exists():
+        if root.exists() and not _is_complete(root, spec):
             _check_replaceable(root)
-            shutil.rmtree(root)
-        os.replace(tmp, root)
+        publish_folder(tmp, root, lambda folder: _is_complete(folder, spec))  # keeps one another process finished
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
