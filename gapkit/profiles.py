@@ -42,6 +42,10 @@ from .methods.peer_settings import DEFAULT_PEER_OPTIONS, PEER_SETTING_CHOICES
 from .training import TrainConfig
 
 
+#: the fields of a TrainConfig that each run sets itself; every other one is a field of the profile
+RUN_FIELDS = ("method", "method_options", "seed")
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -134,8 +138,8 @@ class Profile:
             self.train_config(seed=seed)
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(sample_rate=self.sample_rate, clip_seconds=self.clip_seconds, n_fft=self.n_fft,
-                             hop_length=self.hop_length, frames=self.frames, frame_size=self.frame_size, fps=self.fps)
+        """The profile's fields of the same names as :class:`~gapkit.data.base.Preprocessing`'s."""
+        return Preprocessing(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Preprocessing)})
 
     def synthetic_spec(self):
         from .data.synthetic import SyntheticSpec
@@ -143,14 +147,11 @@ class Profile:
                              test_fraction=self.synthetic_test_fraction)
 
     def train_config(self, method: str = "adaptive", seed: int | None = None, **method_options) -> TrainConfig:
-        return TrainConfig(method=method, method_options=method_options, warmup_epochs=self.warmup_epochs,
-                           adaptive_steps=self.adaptive_steps, adaptive_epochs=self.adaptive_epochs,
-                           batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                           momentum=self.momentum, weight_decay=self.weight_decay,
-                           reset_optimizer=self.reset_optimizer, lr_schedule=self.lr_schedule,
-                           lr_step_size=self.lr_step_size, lr_gamma=self.lr_gamma, augment=self.augment,
-                           threads=self.threads,
-                           seed=self.seeds[0] if seed is None else seed)
+        """One run's :class:`~gapkit.training.TrainConfig`: the profile's fields of the same names, plus the
+        run's own method, options and seed (default: the profile's first)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS}
+        return TrainConfig(method=method, method_options=method_options,
+                           seed=self.seeds[0] if seed is None else seed, **shared)
 
     def replace(self, **overrides) -> "Profile":
         """A copy with some fields changed; an unknown field name is an error."""

@@ -173,3 +173,19 @@ def test_a_loss_diverging_before_any_checkpoint_names_none(tmp_path, monkeypatch
     with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch 0 .*last good checkpoint: none yet"):
         trainer.fit()
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_every_training_and_preprocessing_setting_is_a_profile_setting_and_reaches_the_run():
+    """A new TrainConfig or Preprocessing field needs a Profile field of the same name; its value flows through."""
+    from dataclasses import fields
+
+    from gapkit.profiles import RUN_FIELDS, Profile
+
+    names = {f.name for f in fields(Profile)}
+    assert {f.name for f in fields(TrainConfig)} - set(RUN_FIELDS) <= names
+    assert {f.name for f in fields(Preprocessing)} <= names
+    profile = get_profile("smoke", lr=0.0123, lr_gamma=0.5, threads=2, frame_size=40, hop_length=200)
+    config = profile.train_config("adaptive", 7, gamma=0)
+    assert (config.lr, config.lr_gamma, config.threads, config.batch_size) == (0.0123, 0.5, 2, 32)
+    assert (config.method, config.method_options, config.seed) == ("adaptive", {"gamma": 0}, 7)
+    assert (profile.preprocessing().frame_size, profile.preprocessing().hop_length) == (40, 200)
