@@ -53,7 +53,8 @@ def train(variant: str, tag: str, spec_kw: dict, prof_kw: dict, methods: list[st
             folder = results_dir() / "probe" / variant / f"{method}-s{seed}-{tag}"
             r = train_run(profile, data, method, seed, out_dir=folder)
             print(f"{method:12s} s{seed} {tag} test {100 * r['test_acc']:.2f}  a {100 * r['test_acc_audio']:.1f} "
-                  f"v {100 * r['test_acc_visual']:.1f}  best {r['best_val_epoch']}  {r['wall_seconds']:.0f}s", flush=True)
+                  f"v {100 * r['test_acc_visual']:.1f}  best {r['best_val_epoch']}  {r['wall_seconds']:.0f}s",
+                  flush=True)
 
 
 def summarize(logs: dict[str, str], methods: list[str]) -> list[str]:
