@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fixtures_tiny import tiny_split
+from fixtures_tiny import tiny_profile, tiny_split
 from gapkit import reevaluate, results, studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
@@ -16,7 +16,6 @@ from gapkit.runs import build_model
 from gapkit.gap import collect_outputs
 from gapkit.methods import make_method
 from gapkit.mixture import GapMixture
-from gapkit.profiles import Profile
 from gapkit.report import figures
 
 METHODS = ["concat", "mla", "adaptive"]  # mla adds a head to the model and predicts through it
@@ -29,8 +28,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def profile():
-    return Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
-                   seeds=(0, 1), device="cpu")
+    return tiny_profile()
 
 
 @pytest.fixture(scope="module")

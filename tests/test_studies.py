@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fixtures_tiny import tiny_split
+from fixtures_tiny import tiny_profile, tiny_split
 from gapkit import paper, results, studies
 from gapkit.data.base import AVData
 from gapkit.notebook import UnknownParameterError, check_parameters, resolve_seeds, setup
@@ -26,8 +26,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def profile():
-    return Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
-                   seeds=(0, 1), device="cpu")
+    return tiny_profile()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from fixtures_tiny import tiny_split
+from fixtures_tiny import tiny_profile, tiny_split
 from gapkit import paper, reevaluate, results, studies
 from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.gap import collect_outputs
 from gapkit.mixture import GapMixture
-from gapkit.profiles import Profile
 from gapkit.report import claims
 from gapkit.runs import build_model
 from gapkit.training import selected_epoch
@@ -30,8 +29,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def profile():
-    return Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
-                   seeds=(0, 1), device="cpu")
+    return tiny_profile()
 
 
 @pytest.fixture(scope="module")
