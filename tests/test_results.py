@@ -89,12 +89,12 @@ def test_gmm_params_table(run):
 
 def test_claims_table(run):
     frame = _csv(run, "claims")
-    assert len(frame) == 21
+    assert len(frame) == 26
     # the smoke profile runs one seed: no interval, so no claim is resolved either way
     assert set(frame["status"]) == {"not resolved at 1 seed"}
     assert frame["measured"].str.len().gt(10).all()
     assert (frame["source"].str.contains("Sec.") | (frame["source"] == CONTROLS_SOURCE)).all()
-    assert (frame["source"] == CONTROLS_SOURCE).sum() == 6
+    assert (frame["source"] == CONTROLS_SOURCE).sum() == 7
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOK_RESULTS)
