@@ -15,12 +15,8 @@ import pandas as pd
 
 from ..paper import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
 from ..results import IMBALANCED_ABOVE, mean_interval, paired_differences
+from .decisions import HOLDS, LEVEL, NOT_MEASURED, all_of, decide, estimate, every_seed, seed_count
 from .tables import Table
-
-HOLDS, CONTRADICTED, NOT_MEASURED = "holds", "contradicted", "not measured"
-
-#: the confidence level of every interval a status is decided on
-LEVEL = 0.95
 
 #: |mu_0| below this counts as "near 0" (the gap lives in [-1, 1]; the paper's mu_0 is 0.0056)
 BALANCED_TOLERANCE = 0.05
@@ -45,64 +41,6 @@ PER_SAMPLE_SOURCE = "Sec. 3.3 (per-sample test, not in the paper)"
 #: what each weight control of Table 2 puts in place of w_imb, for its claim
 WEIGHT_CONTROL_CLAIMS = {"gap-magnitude": "|g| rescaled to the GMM weight's batch mean",
                          "shuffled": "the GMM's weights shuffled within the batch"}
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed{'s' if n != 1 else ''}"
-
-
-def not_resolved(n: int) -> str:
-    """The status of a claim whose interval does not decide it: ``not resolved at <n> seed(s)``."""
-    return f"not resolved at {_seeds(n)}"
-
-
-def decide(stats: dict, direction: int, threshold: float = 0.0) -> str:
-    """Three-way status of the claim "the per-seed values lie above ``threshold``" (``direction`` +1) or "below it"
-    (-1), from their :func:`~gapkit.results.mean_interval`: holds where the interval excludes the threshold on the
-    claimed side, contradicted where it excludes it on the other, not resolved otherwise (and at one seed)."""
-    if direction not in (1, -1):
-        raise ValueError(f"direction must be +1 (above) or -1 (below), got {direction!r}")
-    if stats["n"] == 0:
-        return NOT_MEASURED
-    above, below = stats["ci_low"] > threshold, stats["ci_high"] < threshold  # both False for a NaN interval
-    if above or below:
-        return HOLDS if above == (direction > 0) else CONTRADICTED
-    return not_resolved(stats["n"])
-
-
-def every_seed(favours: pd.Series, n: int, against: pd.Series | None = None) -> str:
-    """A claim decided seed by seed: holds where every seed favours it, contradicted where every seed is against it
-    (``against``; default: every seed does not favour it), not resolved otherwise, and at one seed (a verdict
-    never rests on one run)."""
-    if n == 0:
-        return NOT_MEASURED
-    if n < 2:
-        return not_resolved(n)
-    against = ~favours if against is None else against
-    if bool(favours.all()):
-        return HOLDS
-    if bool(against.all()):
-        return CONTRADICTED
-    return not_resolved(n)
-
-
-def all_of(statuses: list[str], n: int) -> str:
-    """The status of a claim made of several parts: contradicted if one part is, holds if every part does."""
-    if NOT_MEASURED in statuses:
-        return NOT_MEASURED
-    if CONTRADICTED in statuses:
-        return CONTRADICTED
-    return HOLDS if all(s == HOLDS for s in statuses) else not_resolved(n)
-
-
-def estimate(stats: dict, fmt: str = "{:+.2f}") -> str:
-    """``mean [95% CI low, high]``, or the mean and why there is no interval (one seed; ``n/a`` for none)."""
-    if stats["n"] == 0:
-        return "n/a"
-    if stats["n"] == 1:
-        return f"{fmt.format(stats['mean'])} (no interval at 1 seed)"
-    return (f"{fmt.format(stats['mean'])} [{LEVEL:.0%} CI {fmt.format(stats['ci_low'])}, "
-            f"{fmt.format(stats['ci_high'])}]")
 
 
 def _per_seed(values, fmt: str = "{:+.2f}") -> str:
@@ -150,7 +88,8 @@ def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame, reference_fits: pd.DataFra
     rows.append(_row(
         f"The balanced component is centred near 0 (|mu_0| < {BALANCED_TOLERANCE})", "Sec. 3.2, Fig. 2",
         f"mu_0 = {GMM_REPORTED['mu_bal']}",
-        f"|mu_0| = {estimate(stats, '{:.4f}')} (mean over {_seeds(stats['n'])}; {_per_seed(mu0, 'mu_0 = {:+.4f}')})",
+        f"|mu_0| = {estimate(stats, '{:.4f}')} (mean over {seed_count(stats['n'])}; "
+        f"{_per_seed(mu0, 'mu_0 = {:+.4f}')})",
         decide(stats, -1, BALANCED_TOLERANCE)))
 
     reference = _variant(reference_fits, REFERENCE_VARIANT, "reference_fits")
@@ -240,7 +179,7 @@ def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.D
     fmt, signed = f"{{:.{digits}f}}", f"{{:+.{digits}f}}"
     per = ", ".join(f"seed {s}: {fmt.format(a[s])} -> {fmt.format(b[s])}" for s in a.index)
     plain = (f"{start} {fmt.format(a.mean())} -> {end} {fmt.format(b.mean())} (means); change "
-             f"{estimate(stats, signed)} over {_seeds(stats['n'])} ({per})")
+             f"{estimate(stats, signed)} over {seed_count(stats['n'])} ({per})")
     if reference is None:
         return _row(claim, source, paper, plain, decide(stats, direction))
     ra, rb, rsteps, rlabels = _first_last(reference, key, transform)
@@ -254,8 +193,8 @@ def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.D
                          f"{signed.format(diff[s])}" for s in diff.index)
     measured = (f"full model: {plain}; {REFERENCE_VARIANT} (Eq. 10 with every weight 1, same warm-up): {rstart} "
                 f"{fmt.format(ra.mean())} -> {rend.format(steps=rsteps)} {fmt.format(rb.mean())} (means); change "
-                f"{estimate(rstats, signed)} over {_seeds(rstats['n'])}; difference of the changes (full model - "
-                f"{REFERENCE_VARIANT}, paired by seed) {estimate(dstats, signed)} over {_seeds(dstats['n'])} "
+                f"{estimate(rstats, signed)} over {seed_count(rstats['n'])}; difference of the changes (full model - "
+                f"{REFERENCE_VARIANT}, paired by seed) {estimate(dstats, signed)} over {seed_count(dstats['n'])} "
                 f"({per_diff}); the full model's change alone would read: {decide(stats, direction)}")
     return _row(claim, source, f"{paper}; the paper shows no run without the GMM weights", measured,
                 decide(dstats, direction))
@@ -282,7 +221,8 @@ def accuracy_claim(history: pd.DataFrame) -> dict:
     measured = (f"end of warm-up: audio {100 * warm['val_acc_audio'].mean():.1f}%, visual "
                 f"{100 * warm['val_acc_visual'].mean():.1f}% (|gap| {gap_w.mean():.1f} points); end of training: "
                 f"audio {100 * end['val_acc_audio'].mean():.1f}%, visual {100 * end['val_acc_visual'].mean():.1f}% "
-                f"(|gap| {gap_e.mean():.1f} points); change in points {change} (means over {_seeds(n)}; per seed |gap| "
+                f"(|gap| {gap_e.mean():.1f} points); change in points {change} (means over {seed_count(n)}; "
+                f"per seed |gap| "
                 f"{', '.join(f'{s}: {a:.1f} -> {b:.1f}' for s, a, b in zip(gap_w.index, gap_w, gap_e))})")
     return _row("Unimodal validation accuracies rise and converge during adaptive training "
                 "(|audio - visual| shrinks from end of warm-up to end)", "Sec. 4.5, Fig. 4",
@@ -304,7 +244,7 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
         return _row(claim, source, paper, "not measured (no seed has both runs)", NOT_MEASURED)
     half = (stats["ci_high"] - stats["ci_low"]) / 2
     measured = (f"{better} - {worse} = {estimate(stats)} points of test accuracy at the best validation epoch "
-                f"after warm-up (mean over {_seeds(stats['n'])}, paired by seed; {_per_seed(diff)}); smallest "
+                f"after warm-up (mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(diff)}); smallest "
                 f"effect this interval detects: {half:.1f} points")
     status = decide(stats, +1)
     if paper_effect is not None and stats["n"] > 1:
@@ -328,7 +268,7 @@ def auroc_claim(auroc: pd.DataFrame) -> dict:
     measured = (f"AUROC of w_imb (Eq. 9, after warm-up) for visually degraded clips "
                 f"{estimate(stats['visual'], '{:.3f}')}, audio-degraded {estimate(stats['audio'], '{:.3f}')}, any "
                 f"{estimate(stats['any'], '{:.3f}')} (0.5 = chance, holds above {AUROC_THRESHOLD}; mean over "
-                f"{_seeds(stats['visual']['n'])}; visual: {_per_seed(visual, '{:.3f}')})")
+                f"{seed_count(stats['visual']['n'])}; visual: {_per_seed(visual, '{:.3f}')})")
     return _row("The imbalanced component (audio >> visual) flags clips whose visual stream is degraded",
                 "Sec. 5 (Discussion)", "imbalanced samples 'may result from low-quality data'", measured,
                 decide(stats["visual"], +1, AUROC_THRESHOLD))
@@ -370,7 +310,7 @@ def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["conca
                         f"{change.get((subset, other), float('nan')):+.2f}" for subset in ("imbalanced", "balanced"))
     measured = (f"imbalanced subset (w_imb > {IMBALANCED_ABOVE} under the seed's warm-up GMM, {sizes.mean():.1f} test "
                 f"clips per seed on average{empty}): {ours} - {other} = {estimate(stats)} points of test accuracy "
-                f"(selected models, mean over {_seeds(stats['n'])}, paired by seed; {_per_seed(imb)}); balanced "
+                f"(selected models, mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(imb)}); balanced "
                 f"subset: {estimate(bal_stats)} ({_per_seed(bal)}); imbalanced minus balanced margin "
                 f"{estimate(inter_stats)}; change from the warm-up model, points (means over seeds): {changes}")
     return _row(claim, source, paper, measured, decide(stats, +1))

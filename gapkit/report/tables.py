@@ -24,6 +24,7 @@ from ..methods.adaptive import HELD_OUT_FRACTION
 from ..paper import (ABLATIONS, GMM_REPORTED, GMM_ROWS, OPTIMIZER_SETTINGS, READING_ROWS, TABLE1_ROWS,
                      TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS, dataset_label)
 from ..results import aggregate, mean_interval, paired_differences
+from .decisions import LEVEL, decide, estimate
 
 #: how the reproduced accuracy is selected, said in every caption
 SELECTION = ("test accuracy at the epoch of best validation accuracy after warm-up (over all epochs for "
@@ -146,9 +147,7 @@ def table3(runs: pd.DataFrame, dataset: str, adam_lr: float | None = None) -> Ta
 def readings(runs: pd.DataFrame, dataset: str) -> Table:
     """The readings of Algorithm 1 (:data:`gapkit.paper.READING_ROWS`): each reading's test accuracy, its difference to
     the default reading paired by seed, decided as Table 2's paired comparisons are in the claims (95% Student-t
-    interval of the mean difference, :func:`gapkit.report.claims.decide`), and each run's GMM component swaps."""
-    from .claims import LEVEL, decide, estimate  # claims imports this module: imported when called
-
+    interval of the mean difference, :func:`gapkit.report.decisions.decide`), and each run's GMM component swaps."""
     agg = aggregate(runs).set_index("variant") if len(runs) else pd.DataFrame()
     default = READING_ROWS[0][0]
     uneven = len(agg) > 0 and agg["n_seeds"].nunique() > 1

@@ -1,0 +1,71 @@
+"""The rule every claim and every paired comparison is decided by: a three-way status from a 95% interval.
+
+Used by :mod:`gapkit.report.claims` (the claims table) and :mod:`gapkit.report.tables` (the readings table).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+HOLDS, CONTRADICTED, NOT_MEASURED = "holds", "contradicted", "not measured"
+
+#: the confidence level of every interval a status is decided on
+LEVEL = 0.95
+
+
+def seed_count(n: int) -> str:
+    """``1 seed``, ``5 seeds``."""
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def not_resolved(n: int) -> str:
+    """The status of a claim whose interval does not decide it: ``not resolved at <n> seed(s)``."""
+    return f"not resolved at {seed_count(n)}"
+
+
+def decide(stats: dict, direction: int, threshold: float = 0.0) -> str:
+    """Three-way status of the claim "the per-seed values lie above ``threshold``" (``direction`` +1) or "below it"
+    (-1), from their :func:`~gapkit.results.mean_interval`: holds where the interval excludes the threshold on the
+    claimed side, contradicted where it excludes it on the other, not resolved otherwise (and at one seed)."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 (above) or -1 (below), got {direction!r}")
+    if stats["n"] == 0:
+        return NOT_MEASURED
+    above, below = stats["ci_low"] > threshold, stats["ci_high"] < threshold  # both False for a NaN interval
+    if above or below:
+        return HOLDS if above == (direction > 0) else CONTRADICTED
+    return not_resolved(stats["n"])
+
+
+def every_seed(favours: pd.Series, n: int, against: pd.Series | None = None) -> str:
+    """A claim decided seed by seed: holds where every seed favours it, contradicted where every seed is against it
+    (``against``; default: every seed does not favour it), not resolved otherwise, and at one seed (a verdict
+    never rests on one run)."""
+    if n == 0:
+        return NOT_MEASURED
+    if n < 2:
+        return not_resolved(n)
+    against = ~favours if against is None else against
+    if bool(favours.all()):
+        return HOLDS
+    if bool(against.all()):
+        return CONTRADICTED
+    return not_resolved(n)
+
+
+def all_of(statuses: list[str], n: int) -> str:
+    """The status of a claim made of several parts: contradicted if one part is, holds if every part does."""
+    if NOT_MEASURED in statuses:
+        return NOT_MEASURED
+    if CONTRADICTED in statuses:
+        return CONTRADICTED
+    return HOLDS if all(s == HOLDS for s in statuses) else not_resolved(n)
+
+
+def estimate(stats: dict, fmt: str = "{:+.2f}") -> str:
+    """``mean [95% CI low, high]``, or the mean and why there is no interval (one seed; ``n/a`` for none)."""
+    if stats["n"] == 0:
+        return "n/a"
+    if stats["n"] == 1:
+        return f"{fmt.format(stats['mean'])} (no interval at 1 seed)"
+    return (f"{fmt.format(stats['mean'])} [{LEVEL:.0%} CI {fmt.format(stats['ci_low'])}, "
+            f"{fmt.format(stats['ci_high'])}]")
