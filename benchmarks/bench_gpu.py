@@ -471,7 +471,7 @@ def _worker(rank: int, spec: dict, commands, results, barriers) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         profile = get_profile("paper").replace(**spec["profile_overrides"])
-        audio_shape, visual_shape = expected_shapes(profile.preprocessing())
+        audio_shape, visual_shape = expected_shapes(profile.preprocessing)
         data_device = device if spec["data_on"] == "device" else torch.device("cpu")
         pool = random_split(spec["pool_clips"], audio_shape, visual_shape, 100 + rank, data_device)
         runs = {}
@@ -620,22 +620,21 @@ def bench_concurrency(spec: dict, levels: list[int], seconds: float, step_second
 # -- report -----------------------------------------------------------------------------------------------------
 def projection(methods: dict, profile) -> dict:
     """The paper profile's run time at this corpus size, from the measured epochs (see the module docstring)."""
-    out = {}
+    out, schedule = {}, profile.training
     concat = methods.get("concat", {}).get("trainer")
     if concat:
-        out["concat_seconds"] = (profile.warmup_epochs + profile.adaptive_steps * profile.adaptive_epochs) \
-            * concat["epoch_seconds"]
+        out["concat_seconds"] = schedule.total_epochs * concat["epoch_seconds"]
     adaptive = methods.get("adaptive", {}).get("trainer")
     if adaptive:
         epochs = adaptive["epochs"]
         per_epoch = float(np.mean([e["seconds"] - e["gmm_seconds"] for e in epochs]))
         fit = adaptive["gmm_fit_seconds"] or 0.0
         warmup_epoch = concat["epoch_seconds"] if concat else per_epoch
-        out["adaptive_seconds"] = (profile.warmup_epochs * warmup_epoch
-                                   + profile.adaptive_steps * profile.adaptive_epochs * per_epoch
-                                   + (profile.adaptive_steps + 1) * fit)
-    out["schedule"] = {"warmup_epochs": profile.warmup_epochs, "adaptive_steps": profile.adaptive_steps,
-                       "adaptive_epochs": profile.adaptive_epochs}
+        out["adaptive_seconds"] = (schedule.warmup_epochs * warmup_epoch
+                                   + schedule.adaptive_steps * schedule.adaptive_epochs * per_epoch
+                                   + (schedule.adaptive_steps + 1) * fit)
+    out["schedule"] = {"warmup_epochs": schedule.warmup_epochs, "adaptive_steps": schedule.adaptive_steps,
+                       "adaptive_epochs": schedule.adaptive_epochs}
     return out
 
 
@@ -778,8 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     if not methods or set(methods) - set(METHODS_BENCHED):
         parser.error(f"--methods: expected some of {', '.join(METHODS_BENCHED)}, got {args.methods!r}")
     profile = bench_profile(args)
-    overrides = {k: v for k, v in profile.to_dict().items() if v != getattr(get_profile("paper"), k)}
-    audio_shape, visual_shape = expected_shapes(profile.preprocessing())
+    paper = get_profile("paper").to_dict()
+    overrides = {k: v for k, v in profile.to_dict().items() if v != paper[k]}
+    audio_shape, visual_shape = expected_shapes(profile.preprocessing)
     n_val = args.val_clips or max(2, round(args.clips / 9))
     n_test = args.test_clips or max(2, round(args.clips / 8))
     json_path, md_path = out_paths(args.out, device)
@@ -789,16 +789,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     data = random_data(args.clips, n_val, n_test, audio_shape, visual_shape, data_device)
     data_seconds = time.perf_counter() - t0
-    torch.set_num_threads(profile.threads)  # every section with the profile's threads, as the trainer sets them
+    torch.set_num_threads(profile.training.threads)  # every section with the profile's threads, as the trainer does
 
     report = {
         "benchmark": "bench_gpu", "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/bench_gpu.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {"device": str(device), "methods": methods, "clips": args.clips, "val_clips": n_val,
                      "test_clips": n_test, "classes": NUM_CLASSES, "width": profile.width,
-                     "batch_size": profile.batch_size, "augment": profile.augment, "threads": profile.threads,
+                     "batch_size": profile.training.batch_size, "augment": profile.training.augment,
+                     "threads": profile.training.threads,
                      "audio_shape": list(audio_shape), "visual_shape": list(visual_shape),
-                     "preprocessing": profile.preprocessing().to_dict(), "profile": "paper",
+                     "preprocessing": profile.preprocessing.to_dict(), "profile": "paper",
                      "profile_overrides": overrides, "epochs": args.epochs, "steps": args.steps,
                      "warmup_steps": args.warmup_steps, "seconds": args.seconds, "concurrency": args.concurrency,
                      "pool_clips": args.pool_clips, "data_on": args.data_on, "amp": args.amp,

@@ -266,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         "timed": timed,
         "settings": {
             "profile": args.profile, "schedule": args.schedule, "overrides": overrides,
-            "warmup_epochs": profile.warmup_epochs, "adaptive_steps": profile.adaptive_steps,
-            "adaptive_epochs": profile.adaptive_epochs, "batch_size": profile.batch_size, "width": profile.width,
+            "warmup_epochs": profile.training.warmup_epochs, "adaptive_steps": profile.training.adaptive_steps,
+            "adaptive_epochs": profile.training.adaptive_epochs, "batch_size": profile.training.batch_size,
+            "width": profile.width,
             "train_clips": len(data.train), "val_clips": len(data.val), "test_clips": len(data.test),
             "repeats": args.repeats, "warmup_rounds": args.warmup_rounds, "seed": args.seed,
             "threads": torch.get_num_threads(), "device": str(resolve_device(device)),

@@ -14,7 +14,7 @@ Section "parallel" (``--skip-parallel`` leaves it out): the claim of :func:`gapk
 that on the CPU ``workers`` runs at once, each in its own process with ``threads // workers`` threads,
 get more done than one run with all the threads. The
 profile's model (``AVClassifier(num_classes, width=profile.width)``) trains on one fixed mini-batch
-of ``profile.batch_size`` training clips as the trainer feeds them (the first batch of the loaded
+of ``profile.training.batch_size`` training clips as the trainer feeds them (the first batch of the loaded
 training split, shapes checked against the preprocessing's), cross-entropy on the fused logits,
 backward and the profile's SGD step: (a) in one fresh process with N threads (``--parallel-threads``,
 default ``os.cpu_count()``), then (b) in W fresh processes (spawn) with ``max(1, N // W)`` threads
@@ -54,8 +54,8 @@ PARALLEL_START_TIMEOUT = 300.0
 def training_batch(profile: Profile, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first training mini-batch as the trainer feeds it (float32 audio, normalised float32 frames, labels),
     as numpy arrays (to hand to spawned processes); its shapes are checked against the preprocessing's."""
-    audio, visual, y, _ = next(iterate_batches(data.train, profile.batch_size))
-    audio_shape, visual_shape = expected_shapes(profile.preprocessing())
+    audio, visual, y, _ = next(iterate_batches(data.train, profile.training.batch_size))
+    audio_shape, visual_shape = expected_shapes(profile.preprocessing)
     if tuple(audio.shape[1:]) != audio_shape or tuple(visual.shape[1:]) != visual_shape:
         raise ValueError(f"batch shapes {tuple(audio.shape)}, {tuple(visual.shape)} disagree with the profile's "
                          f"preprocessing: (B, {audio_shape}), (B, {visual_shape})")
@@ -189,7 +189,7 @@ def bench_profile(name: str, parallel: dict | None = None) -> dict:
                "data_wait_share": sum(e["data_wait_seconds"] for e in epochs) / train_seconds,
                "test_acc": result.summary()["test_acc"]}
         if method == "adaptive":
-            gmm_seconds = sum(g["seconds"] for g in result.history["gmm"][:profile.adaptive_steps])
+            gmm_seconds = sum(g["seconds"] for g in result.history["gmm"][:profile.training.adaptive_steps])
             step_seconds = sum(e["seconds"] for e in epochs if e["phase"] == "adaptive")
             row["gap_collection_and_gmm_share_of_adaptive_steps"] = gmm_seconds / step_seconds
         out[method] = row

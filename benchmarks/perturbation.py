@@ -81,8 +81,8 @@ def main(argv=None) -> int:
     data = load_data(profile)
     settings, started = {}, time.time()
     for threads in (int(t) for t in args.threads.split(",")):
-        prof = profile.replace(threads=threads, workers=max(1, profile.workers * profile.threads // threads))
-        own = threads == profile.threads and not args.set and not args.tag
+        prof = profile.replace(threads=threads, workers=max(1, profile.workers * profile.training.threads // threads))
+        own = threads == profile.training.threads and not args.set and not args.tag
         root = None if own else results_dir() / f"perturbation{args.tag}-threads{threads}"
         t0 = time.time()
         runs = one_setting(prof, data, seeds, not args.no_ablations, root)

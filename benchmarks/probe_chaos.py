@@ -45,7 +45,7 @@ def train(variant: str, tag: str, spec_kw: dict, prof_kw: dict, methods: list[st
     spec = SyntheticSpec(**{"seed": 0, "clips": profile.synthetic_clips,
                             "test_fraction": profile.synthetic_test_fraction, **spec_kw})
     started = time.time()
-    data = load_dataset("synthetic", None, profile.preprocessing(), synthetic=spec,
+    data = load_dataset("synthetic", None, profile.preprocessing, synthetic=spec,
                         val_fraction=profile.val_fraction)
     print("data", {k: len(v) for k, v in data.splits().items()}, f"{time.time() - started:.0f}s", flush=True)
     for seed in seeds:

@@ -124,10 +124,10 @@ class NotebookSetup:
         atomic_write_text(json.dumps(payload, indent=1, default=str) + "\n", self.results_json)
 
     def describe(self) -> str:
-        p = self.profile
+        p, t = self.profile, self.profile.training
         return (f"{self.notebook}: profile {p.name!r} on {self.dataset!r}, seeds {self.seeds}, device {self.device}\n"
-                f"  {p.warmup_epochs} warm-up epochs + {p.adaptive_steps} adaptive steps x {p.adaptive_epochs} epochs, "
-                f"batch {p.batch_size}, {p.optimizer} lr {p.lr}, width {p.width}\n"
+                f"  {t.warmup_epochs} warm-up epochs + {t.adaptive_steps} adaptive steps x {t.adaptive_epochs} epochs, "
+                f"batch {t.batch_size}, {t.optimizer} lr {t.lr}, width {p.width}\n"
                 f"  figures -> {self.figures}\n  tables  -> {self.tables}\n  results -> {self.results_json}")
 
 

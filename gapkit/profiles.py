@@ -42,45 +42,44 @@ from .methods.peer_settings import DEFAULT_PEER_OPTIONS, PEER_SETTING_CHOICES
 from .training import TrainConfig
 
 
-#: the fields of a TrainConfig that each run sets itself; every other one is a field of the profile
+#: the fields of a TrainConfig that each run sets itself (:meth:`Profile.train_config`); every other one is a
+#: setting of the profile
 RUN_FIELDS = ("method", "method_options", "seed")
+
+#: the preprocessing of the embedded corpus at the ``default`` profile's size: 8 kHz, 2 frames of 48 x 48
+EMBEDDED_PREPROCESSING = Preprocessing(sample_rate=8000, clip_seconds=2.0, n_fft=126, hop_length=250, frames=2,
+                                       frame_size=48, fps=1.0)
+
+
+def _embedded_training() -> TrainConfig:
+    """A profile's training settings unless it says otherwise: 4 warm-up epochs, 4 adaptive steps of one epoch,
+    every other setting :class:`~gapkit.training.TrainConfig`'s own default."""
+    return TrainConfig(warmup_epochs=4, adaptive_steps=4, adaptive_epochs=1)
 
 
 @dataclass(frozen=True)
 class Profile:
+    """One profile: the preprocessing and the training settings it composes, plus its own settings.
+
+    Every setting has one flat name, whichever part holds it (``lr`` is ``training.lr``, ``frames`` is
+    ``preprocessing.frames``, ``width`` the profile's own): :meth:`replace`, :func:`get_profile`, ``--set``
+    (:func:`parse_override`) and :meth:`to_dict` all speak these names.
+    """
+
     name: str
     # embedded dataset
     synthetic_clips: int = 2000
     synthetic_test_fraction: float = 0.3
     synthetic_seed: int = 0
-    # preprocessing (see gapkit.data.base.Preprocessing)
-    sample_rate: int = 8000
-    clip_seconds: float = 2.0
-    n_fft: int = 126
-    hop_length: int = 250
-    frames: int = 2
-    frame_size: int = 48
-    fps: float = 1.0
+    #: every parameter of the cached tensors
+    preprocessing: Preprocessing = EMBEDDED_PREPROCESSING
     val_fraction: float = 0.1
     split_seed: int = 0
     # model
     width: int = 8
-    # training (Algorithm 1)
-    warmup_epochs: int = 4
-    adaptive_steps: int = 4
-    adaptive_epochs: int = 1
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 2e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    reset_optimizer: bool = True
-    lr_schedule: str = "constant"
-    lr_step_size: int = 30
-    lr_gamma: float = 0.1
-    augment: bool = False
-    #: torch's CPU threads in every run: part of a run's settings, since floating-point results depend on it
-    threads: int = 1
+    #: Algorithm 1's settings; the run's own method, options and seed (:data:`RUN_FIELDS`) come from
+    #: :meth:`train_config`
+    training: TrainConfig = field(default_factory=_embedded_training)
     seeds: tuple = (0, 1, 2)
     #: seeds of the peer methods in Table 1; empty: the same as ``seeds``
     peer_seeds: tuple = ()
@@ -99,9 +98,9 @@ class Profile:
     def validate(self) -> None:
         """Every setting's type and range, checked when a profile is made, before any data is read.
 
-        The preprocessing fields are checked by :class:`~gapkit.data.base.Preprocessing`, the
-        training fields by :class:`~gapkit.training.TrainConfig`; the rest here. A bad value
-        is a ``ValueError`` naming the setting and what it accepts.
+        The preprocessing settings are checked by :class:`~gapkit.data.base.Preprocessing`, the
+        training settings by :class:`~gapkit.training.TrainConfig` (when :meth:`replace` makes them);
+        the rest here. A bad value is a ``ValueError`` naming the setting and what it accepts.
         """
         def need(ok: bool, name: str, allowed: str) -> None:
             if not ok:
@@ -113,6 +112,8 @@ class Profile:
         def number(value) -> bool:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
+        need(isinstance(self.preprocessing, Preprocessing), "preprocessing", "a gapkit.data.base.Preprocessing")
+        need(isinstance(self.training, TrainConfig), "training", "a gapkit.training.TrainConfig")
         for name in ("synthetic_clips", "synthetic_seed", "split_seed", "width", "workers"):
             need(integer(getattr(self, name)), name, "an integer")
         for name in ("synthetic_test_fraction", "val_fraction"):
@@ -133,13 +134,6 @@ class Profile:
         need(isinstance(self.peer_options, dict) and all(isinstance(o, dict) for o in self.peer_options.values()),
              "peer_options", "a dict of method -> options")
         need(self.peer_settings in PEER_SETTING_CHOICES, "peer_settings", "'authors' or 'shared'")
-        self.preprocessing()
-        for seed in self.seeds:
-            self.train_config(seed=seed)
-
-    def preprocessing(self) -> Preprocessing:
-        """The profile's fields of the same names as :class:`~gapkit.data.base.Preprocessing`'s."""
-        return Preprocessing(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Preprocessing)})
 
     def synthetic_spec(self):
         from .data.synthetic import SyntheticSpec
@@ -147,40 +141,78 @@ class Profile:
                              test_fraction=self.synthetic_test_fraction)
 
     def train_config(self, method: str = "adaptive", seed: int | None = None, **method_options) -> TrainConfig:
-        """One run's :class:`~gapkit.training.TrainConfig`: the profile's fields of the same names, plus the
-        run's own method, options and seed (default: the profile's first)."""
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS}
-        return TrainConfig(method=method, method_options=method_options,
-                           seed=self.seeds[0] if seed is None else seed, **shared)
+        """One run's :class:`~gapkit.training.TrainConfig`: the profile's :attr:`training` with the run's own
+        method, options and seed (default: the profile's first)."""
+        return dataclasses.replace(self.training, method=method, method_options=method_options,
+                                   seed=self.seeds[0] if seed is None else seed)
 
     def replace(self, **overrides) -> "Profile":
-        """A copy with some fields changed; an unknown field name is an error."""
-        names = {f.name for f in dataclasses.fields(self)} - {"name"}
-        unknown = set(overrides) - names
+        """A copy with some settings changed, each by its flat name (``lr``, ``frames``, ``width``), in the part
+        that holds it; an unknown name is an error listing the valid ones."""
+        owners = setting_owners()
+        unknown = set(overrides) - set(owners)
         if unknown:
-            raise ValueError(f"unknown profile setting(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}")
+            raise ValueError(f"unknown profile setting(s) {sorted(unknown)}; valid: {', '.join(sorted(owners))}")
         for key in ("seeds", "peer_seeds"):
             if key in overrides:
                 overrides[key] = tuple(overrides[key])
-        return dataclasses.replace(self, **overrides)
+        own = {k: v for k, v in overrides.items() if owners[k] is None}
+        for part in ("preprocessing", "training"):
+            changes = {k: v for k, v in overrides.items() if owners[k] == part}
+            if changes:
+                own[part] = dataclasses.replace(getattr(self, part), **changes)
+        return dataclasses.replace(self, **own)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting by its flat name (the names :meth:`replace` takes), the name first: what a run's
+        ``metrics.json`` and a notebook's results record as ``profile``."""
+        out = {}
+        for key, value in dataclasses.asdict(self).items():
+            if key in _PARTS:
+                out.update({k: v for k, v in value.items() if k not in RUN_FIELDS})
+            else:
+                out[key] = value
+        return out
+
+    def setting(self, name: str):
+        """The value of one setting by its flat name (``profile.setting("lr")`` is ``profile.training.lr``)."""
+        owners = setting_owners()
+        if name not in owners:
+            raise ValueError(f"unknown profile setting {name!r}; valid: {', '.join(sorted(owners))}")
+        return getattr(self if owners[name] is None else getattr(self, owners[name]), name)
+
+
+#: the fields of a Profile that hold a part (its settings are named flat), and the class of each part
+_PARTS = {"preprocessing": Preprocessing, "training": TrainConfig}
+
+
+def setting_owners() -> dict[str, str | None]:
+    """Every setting's flat name -> the part of a :class:`Profile` that holds it (``"preprocessing"`` or
+    ``"training"``; ``None``: the profile itself)."""
+    owners: dict[str, str | None] = {}
+    for f in dataclasses.fields(Profile):
+        names = ([g.name for g in dataclasses.fields(_PARTS[f.name]) if g.name not in RUN_FIELDS]
+                 if f.name in _PARTS else [] if f.name == "name" else [f.name])
+        for name in names:
+            if name in owners:
+                raise TypeError(f"profile setting {name!r} is named twice, in {owners[name]} and {f.name}")
+            owners[name] = f.name if f.name in _PARTS else None
+    return owners
 
 
 #: The default profile's scaling of the peers' epoch-counted options (about a tenth of their authors' values) lives
 #: next to each peer's own optimizer settings, in :data:`gapkit.methods.peer_settings.DEFAULT_PEER_OPTIONS`.
 PROFILES = {
-    "smoke": Profile("smoke", synthetic_clips=240, synthetic_test_fraction=0.1, workers=1, width=4, frames=1,
-                     frame_size=32, warmup_epochs=2,
-                     adaptive_steps=2, adaptive_epochs=1, batch_size=32, seeds=(0,)),
-    "default": Profile("default", lr=1e-2, lr_schedule="cosine", batch_size=32, synthetic_clips=2800,
-                       synthetic_test_fraction=0.35, val_fraction=0.3, seeds=(0, 1, 2, 3, 4), peer_seeds=(0, 1, 2),
-                       peer_options=DEFAULT_PEER_OPTIONS),
-    "paper": Profile("paper", synthetic_clips=7442, sample_rate=22050, clip_seconds=3.0, n_fft=512, hop_length=353,
-                     frames=3, frame_size=224, width=64, warmup_epochs=30, adaptive_steps=4, adaptive_epochs=10,
-                     batch_size=64, augment=True, seeds=(0, 1, 2), synthetic_test_fraction=0.1, workers=1,
-                     peer_settings="authors"),
+    "smoke": Profile("smoke").replace(
+        synthetic_clips=240, synthetic_test_fraction=0.1, workers=1, width=4, frames=1, frame_size=32,
+        warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=32, seeds=(0,)),
+    "default": Profile("default").replace(
+        lr=1e-2, lr_schedule="cosine", batch_size=32, synthetic_clips=2800, synthetic_test_fraction=0.35,
+        val_fraction=0.3, seeds=(0, 1, 2, 3, 4), peer_seeds=(0, 1, 2), peer_options=DEFAULT_PEER_OPTIONS),
+    "paper": Profile("paper").replace(
+        synthetic_clips=7442, sample_rate=22050, clip_seconds=3.0, n_fft=512, hop_length=353, frames=3,
+        frame_size=224, width=64, warmup_epochs=30, adaptive_steps=4, adaptive_epochs=10, batch_size=64,
+        augment=True, seeds=(0, 1, 2), synthetic_test_fraction=0.1, workers=1, peer_settings="authors"),
 }
 
 
@@ -208,10 +240,7 @@ def parse_override(text: str, profile: Profile | None = None) -> tuple[str, obje
             return key, json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
         except json.JSONDecodeError:
             return key, raw
-    fields = {f.name: f for f in dataclasses.fields(profile)}
-    if key not in fields or key == "name":
-        raise ValueError(f"unknown profile setting {key!r}; valid: {', '.join(sorted(set(fields) - {'name'}))}")
-    current = getattr(profile, key)
+    current = profile.setting(key)
     if isinstance(current, bool):
         if raw.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{key} expects true or false, got {raw!r}")

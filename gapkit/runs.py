@@ -32,7 +32,7 @@ def load_data(profile: Profile, dataset: str = "synthetic", data_root=None, *, o
     """The dataset named by ``dataset``, preprocessed as the profile says (decoded once, then cached)."""
     from .data import load_dataset
 
-    return load_dataset(dataset, data_root, profile.preprocessing(),
+    return load_dataset(dataset, data_root, profile.preprocessing,
                         synthetic=profile.synthetic_spec() if dataset == "synthetic" else None,
                         val_fraction=profile.val_fraction, split_seed=profile.split_seed,
                         on_error=on_error, progress=progress)

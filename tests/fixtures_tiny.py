@@ -19,5 +19,5 @@ def tiny_split(n: int, seed: int, classes: int = 3) -> AVSplit:
 
 def tiny_profile() -> Profile:
     """Two epochs of warm-up and two adaptive steps of one epoch, width 2, seeds 0 and 1: seconds per run."""
-    return Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
-                   seeds=(0, 1), device="cpu")
+    return Profile("tiny").replace(width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16,
+                                   lr=0.05, seeds=(0, 1), device="cpu")

@@ -67,14 +67,14 @@ def test_a_finished_run_with_other_settings_is_refused_then_forced(roots):
     data = load_data(profile)
     first = train_run(profile, data, "concat", 0, out_dir=out)
     changed = profile.replace(lr=0.05)
-    with pytest.raises(ValueError, match=rf"config\.lr: {profile.lr} there, 0\.05 here"):
+    with pytest.raises(ValueError, match=rf"config\.lr: {profile.training.lr} there, 0\.05 here"):
         train_run(changed, data, "concat", 0, out_dir=out)
     wider = profile.replace(width=3)
     with pytest.raises(ValueError, match=r"model\.width: 2 there, 3 here"):
         train_run(wider, data, "concat", 0, out_dir=out)
     forced = train_run(changed, data, "concat", 0, out_dir=out, force=True)
     assert forced["config"]["lr"] == 0.05 and forced["identity"]["config"]["lr"] == 0.05
-    assert first["config"]["lr"] == profile.lr
+    assert first["config"]["lr"] == profile.training.lr
 
 
 def test_resume_and_branch_refuse_another_split(roots):

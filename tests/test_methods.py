@@ -604,13 +604,14 @@ def test_the_paper_profile_plans_each_peer_with_its_authors_settings_and_the_def
     config = specs["mla"].config(paper)
     assert (config["optimizer"], config["lr"], config["lr_schedule"], config["lr_step_size"]) == ("sgd", 1e-3, "step", 70)
     assert specs["opm"].config(paper)["optimizer"] == "adamw"
-    assert config["batch_size"] == paper.batch_size and config["warmup_epochs"] == paper.warmup_epochs
+    assert config["batch_size"] == paper.training.batch_size
+    assert config["warmup_epochs"] == paper.training.warmup_epochs
     for method in ("concat", "adaptive", "warmup-only", "g-blending"):      # ours, its controls, no authors' code
         assert specs[method].overrides == {} and "-authors" not in specs[method].name
     default = get_profile("default")
     planned = {spec.method: spec for spec in plan_table1(default, seeds=[0])}
     assert all(spec.overrides == {} and "-authors" not in spec.name for spec in planned.values())
-    assert planned["opm"].options == DEFAULT_PEER_OPTIONS["opm"] and planned["opm"].config(default)["lr"] == default.lr
+    assert planned["opm"].options == DEFAULT_PEER_OPTIONS["opm"] and planned["opm"].config(default)["lr"] == default.training.lr
 
 
 # --- smoke runs and resume ------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_before_is_the_warmup_model(view, runs, profile, data):
         # the subsets' accuracies weighted by their sizes give the last warm-up epoch's test accuracy
         part = table[(table["seed"] == seed) & (table["method"] == "concat")]
         overall = np.nansum(part["accuracy_before"] * part["n_samples"]) / part["n_samples"].sum()
-        assert overall == pytest.approx(history["epochs"][profile.warmup_epochs - 1]["test_acc"], abs=1e-6)
+        assert overall == pytest.approx(history["epochs"][profile.training.warmup_epochs - 1]["test_acc"], abs=1e-6)
 
 
 def test_after_is_the_selected_model_with_its_own_prediction(view, runs, profile, data):

@@ -314,8 +314,8 @@ def test_paper_readings_name_valid_options_and_the_literal_reading():
 
 
 def test_plan_readings_branches_every_reading_from_the_full_model():
-    profile = Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16,
-                      seeds=(0, 1), device="cpu")
+    profile = Profile("tiny").replace(width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16,
+                                      seeds=(0, 1), device="cpu")
     specs = studies.plan_readings(profile, [1])
     assert [s.name for s in specs] == ["adaptive-seed1", "adaptive-lambdaepochper-step-seed1",
                                        "adaptive-lambdaepochglobal-seed1", "adaptive-posteriorscollected-seed1",
@@ -359,8 +359,8 @@ def test_readings_table_pairs_each_reading_with_the_default_by_seed():
 
 
 def test_readings_runs_train_the_study_and_its_table(data, tmp_path):
-    profile = Profile("tiny", width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16, lr=0.05,
-                      seeds=(0,), device="cpu")
+    profile = Profile("tiny").replace(width=2, warmup_epochs=2, adaptive_steps=2, adaptive_epochs=1, batch_size=16,
+                                      lr=0.05, seeds=(0,), device="cpu")
     runs = studies.readings_runs(profile, data, results_root=tmp_path, log=None)
     assert list(runs["variant"]) == list(paper.READINGS) and set(runs["component_swaps"]) <= {0, 1, 2, 3}
     assert set(runs.loc[runs["variant"] != paper.READING_ROWS[4][0], "component_swaps"]) == {0}

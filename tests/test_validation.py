@@ -176,16 +176,24 @@ def test_a_loss_diverging_before_any_checkpoint_names_none(tmp_path, monkeypatch
 
 
 def test_every_training_and_preprocessing_setting_is_a_profile_setting_and_reaches_the_run():
-    """A new TrainConfig or Preprocessing field needs a Profile field of the same name; its value flows through."""
+    """Every TrainConfig and Preprocessing field is a profile setting of the same flat name, held once; an
+    override reaches the part that holds it and the run."""
     from dataclasses import fields
 
-    from gapkit.profiles import RUN_FIELDS, Profile
+    from gapkit.profiles import RUN_FIELDS, Profile, setting_owners
 
-    names = {f.name for f in fields(Profile)}
-    assert {f.name for f in fields(TrainConfig)} - set(RUN_FIELDS) <= names
-    assert {f.name for f in fields(Preprocessing)} <= names
+    owners = setting_owners()
+    assert {n for n, part in owners.items() if part == "training"} == \
+        {f.name for f in fields(TrainConfig)} - set(RUN_FIELDS)
+    assert {n for n, part in owners.items() if part == "preprocessing"} == {f.name for f in fields(Preprocessing)}
+    assert not ({f.name for f in fields(Profile)} & {n for n, part in owners.items() if part is not None})
     profile = get_profile("smoke", lr=0.0123, lr_gamma=0.5, threads=2, frame_size=40, hop_length=200)
     config = profile.train_config("adaptive", 7, gamma=0)
     assert (config.lr, config.lr_gamma, config.threads, config.batch_size) == (0.0123, 0.5, 2, 32)
     assert (config.method, config.method_options, config.seed) == ("adaptive", {"gamma": 0}, 7)
-    assert (profile.preprocessing().frame_size, profile.preprocessing().hop_length) == (40, 200)
+    assert (profile.preprocessing.frame_size, profile.preprocessing.hop_length) == (40, 200)
+    assert profile.setting("lr") == profile.training.lr == 0.0123 and profile.setting("width") == profile.width
+    flat = profile.to_dict()
+    assert flat["name"] == "smoke" and flat["lr"] == 0.0123 and flat["frame_size"] == 40
+    assert set(flat) - {"name"} == set(owners) and not set(RUN_FIELDS) & set(flat)
+    assert get_profile("smoke").training.lr == TrainConfig().lr  # one default, TrainConfig's

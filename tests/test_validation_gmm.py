@@ -64,9 +64,8 @@ def test_two_rows_per_run_with_gmm_frames_columns(frame, runs, profile):
     for (variant, seed), one in frame.groupby(["variant", "seed"]):
         assert one["fit"].tolist() == [0, 1]
         assert one["label"].tolist() == ["warm-up model (warmup.pt)", "final model (last.pt)"]
-        assert one["step"].tolist() == [0, profile.adaptive_steps]
-        assert one["epoch"].tolist() == [profile.warmup_epochs,
-                                         profile.warmup_epochs + profile.adaptive_steps * profile.adaptive_epochs]
+        assert one["step"].tolist() == [0, profile.training.adaptive_steps]
+        assert one["epoch"].tolist() == [profile.training.warmup_epochs, profile.training.total_epochs]
         assert (one["n_fit"] == 30).all()
 
 
@@ -90,7 +89,7 @@ def test_fits_are_hand_computed_on_the_validation_gaps(frame, runs, profile, dat
             assert one.loc[1, "fallback"] == last.fallback
             # last.pt is the model of the trainer's last GMM fit: its training gaps are the ones that fit saw
             train_gaps = collect_outputs(model, iterate_batches(data.train, 16)).gaps().numpy()
-            saved = results.load_gaps(run_dir)[f"fit{profile.adaptive_steps}"]
+            saved = results.load_gaps(run_dir)[f"fit{profile.training.adaptive_steps}"]
             np.testing.assert_allclose(train_gaps, saved, rtol=1e-5, atol=1e-6)
         # the two variants differ after training (different losses), not before
         both = frame[frame["seed"] == seed].set_index(["variant", "fit"])["mu_imb"]
