@@ -63,7 +63,7 @@ def test_load_takes_frames_and_audio_inside_the_segment(root, tmp_path):
     data = load_dataset("ave", root, PRE, cache_root=tmp_path / "cache")
     assert (len(data.train), len(data.val), len(data.test)) == (4, 1, 1)  # AVE's own val: nothing carved
     assert data.info["val_source"] == "corpus" and data.classes == ["Church bell", "Bark", "Cat"]
-    assert data.train.visual.shape == (4, 3, 3, 16, 16) and data.train.audio.shape == (4, 1, 129, 121)
+    assert data.train.visual.shape == (4, 3, 3, 16, 21) and data.train.audio.shape == (4, 1, 129, 121)
     row = data.train.clips.index("0001_vid1")
     frames = data.train.visual[row].int()
     assert [round(int(f[1].float().mean()) / 40) for f in frames] == [2, 3, 4]  # seconds 2, 3, 4 of the video
@@ -73,6 +73,21 @@ def test_load_takes_frames_and_audio_inside_the_segment(root, tmp_path):
     assert abs(peak(slice(10, 30)) - 800) < 40 and abs(peak(slice(90, 110)) - 1200) < 40
     short = data.train.visual[data.train.clips.index("0004_vid4")].int()
     assert [round(int(f[1].float().mean()) / 40) for f in short] == [3, 3, 3]  # one frame, repeated
+
+
+def test_an_event_longer_than_clip_seconds_is_heard_whole(root, tmp_path):
+    """Annotation 3 spans seconds 0-6 of a tone that climbs 200 Hz a second; clip_seconds is 3."""
+    data = load_dataset("ave", root, PRE, cache_root=tmp_path / "cache")
+    spec = data.train.audio[data.train.clips.index("0003_vid3"), 0].float()
+    assert spec.shape == (129, 121)  # the shape of clip_seconds, covering the whole event
+
+    def peak(columns):
+        return int(spec[:, columns].mean(dim=1).argmax()) * 8000 / 256  # Hz
+
+    assert abs(peak(slice(2, 12)) - 400) < 40 and abs(peak(slice(110, 119)) - 1400) < 40  # seconds 0 and 5
+    assert abs(peak(slice(42, 58)) - 800) < 40  # second 2, at a third of the columns
+    frames = data.train.visual[data.train.clips.index("0003_vid3")].int()
+    assert [round(int(f[1].float().mean()) / 40) for f in frames] == [1, 3, 5]  # frames over the whole event too
 
 
 def test_missing_video_raise_and_skip(root, tmp_path):

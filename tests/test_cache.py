@@ -7,7 +7,7 @@ import torch
 
 import gapkit.data.cache as cache
 from fixtures_media import make_cremad
-from gapkit.data import cremad
+from gapkit.data import cremad, load_dataset
 from gapkit.data.base import Preprocessing
 from gapkit.data.cache import corpus_key, load_or_build
 from gapkit.data.media import ListingError, MediaError
@@ -38,7 +38,7 @@ def test_second_load_reads_the_cache_without_decoding(corpus, tmp_path, monkeypa
     first = _build(corpus, tmp_path / "cache")
     assert first.built and len(first.clips) == 8 and first.clips == sorted(first.clips)
     assert first.audio.shape == (8, 1, 33, 41) and first.audio.dtype == torch.float16
-    assert first.visual.shape == (8, 2, 3, 16, 16) and first.visual.dtype == torch.uint8
+    assert first.visual.shape == (8, 2, 3, 16, 21) and first.visual.dtype == torch.uint8
     monkeypatch.setattr(cache, "decode_clip", _refuse)
     second = _build(corpus, tmp_path / "cache")
     assert not second.built and second.clips == first.clips and second.key == first.key
@@ -184,3 +184,49 @@ def test_two_worker_processes_give_the_same_bytes(corpus, tmp_path):
     assert one.clips == two.clips and torch.equal(one.labels, two.labels)
     assert torch.equal(one.audio, two.audio) and torch.equal(one.visual, two.visual)
     assert os.path.basename(one.path) == os.path.basename(two.path)
+
+
+# --------------------------------------------------------------------------- what an entry holds, how many decode it
+
+def test_frames_are_cached_at_the_corpus_aspect_ratio(corpus, tmp_path):
+    built = _build(corpus, tmp_path / "cache")  # 64 x 48 videos: 4:3
+    manifest = json.loads((built.path / "manifest.json").read_text())
+    assert manifest["aspect"] == pytest.approx(4 / 3) and manifest["visual_shape"] == [2, 3, 16, 21]
+    assert built.aspect == pytest.approx(4 / 3) and built.visual.shape[-2:] == (16, 21)
+    data = load_dataset("crema-d", corpus, PRE, cache_root=tmp_path / "cache", val_fraction=0.3)
+    assert data.info["frame_aspect"] == pytest.approx(4 / 3) and not data.info["cache_built"]
+
+
+def test_an_entry_of_an_older_decoding_is_never_read(corpus, tmp_path, monkeypatch):
+    sources = cremad.read_corpus(corpus).sources
+    key = corpus_key("crema-d", corpus, sources, PRE)
+    monkeypatch.setattr(cache, "FORMAT", cache.FORMAT - 1)
+    old_key = corpus_key("crema-d", corpus, sources, PRE)
+    assert old_key != key and old_key.split("-")[0] == key.split("-")[0]  # the same preprocessing, another entry
+    old = _build(corpus, tmp_path / "cache")
+    monkeypatch.undo()
+    new = _build(corpus, tmp_path / "cache")
+    assert new.built and new.path != old.path
+    # an entry under today's key whose manifest names another format is built again, not read
+    manifest = json.loads((new.path / "manifest.json").read_text())
+    (new.path / "manifest.json").write_text(json.dumps({**manifest, "format": cache.FORMAT - 1}))
+    assert _build(corpus, tmp_path / "cache").built
+
+
+def test_decoding_processes_follow_the_cores_and_the_clips(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert [cache.decode_processes(n) for n in (0, 63, 64, 200, 511, 512, 7442)] == [1, 1, 1, 3, 7, 8, 8]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert cache.decode_processes(7442) == 1
+
+
+def test_the_decoding_pool_is_spawned(corpus, tmp_path, monkeypatch):
+    methods = []
+    real = cache.multiprocessing.get_context
+
+    def record(method=None):
+        methods.append(method)
+        return real(method)
+    monkeypatch.setattr(cache.multiprocessing, "get_context", record)
+    _build(corpus, tmp_path / "cache", workers=2)
+    assert methods == ["spawn"]

@@ -158,7 +158,7 @@ def test_load_dataset_crema_d(corpus, tmp_path):
     assert data.classes == CLASSES
     assert (len(data.train), len(data.val), len(data.test)) == (15, 3, 6)
     assert data.train.audio.shape == (15, 1, 33, 41) and data.train.audio.dtype == torch.float16
-    assert data.test.visual.shape == (6, 2, 3, 16, 16) and data.test.visual.dtype == torch.uint8
+    assert data.test.visual.shape == (6, 2, 3, 16, 21) and data.test.visual.dtype == torch.uint8
     assert data.test.clips == [e.clip for e in read_split_file(corpus / "test.csv")]
     info = data.info
     assert info["dataset"] == "crema-d" and info["data_root"] == str(corpus.resolve())

@@ -47,7 +47,7 @@ def test_manifest_with_image_frames_folder_and_videos(media, tmp_path):
     assert data.classes == ["2", "10"]  # integers sort as numbers
     assert data.train.clips == ["sound/a.wav", "sound/b.wav"] and data.val.clips == ["sound/d.wav"]
     assert data.train.labels.tolist() == [0, 1] and data.info["val_source"] == "corpus"
-    assert data.train.audio.shape == (2, 1, 33, 41) and data.test.visual.shape == (1, 2, 3, 16, 16)
+    assert data.train.audio.shape == (2, 1, 33, 41) and data.test.visual.shape == (1, 2, 3, 16, 21)
     image, folder = data.train.visual
     assert bool((image == 200).all())  # one grey image, in colour, for both frames
     assert [int(f[1].float().mean()) for f in folder] == [0, 160]  # frames 0 and 2 of 0..2

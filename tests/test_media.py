@@ -9,9 +9,9 @@ from PIL import Image
 
 from fixtures_media import COLOUR_TOLERANCE, cut_file, tone, write_png_header, write_video, write_wav
 from gapkit.data.base import Preprocessing
-from gapkit.data.media import (MediaError, check_duration, decode_clip, expected_shapes, fit_length, log_spectrogram,
-                               read_frame_folder, read_image, read_video_audio, read_video_frames, read_wav,
-                               resize_frames, select_frames)
+from gapkit.data.media import (MediaError, check_duration, corpus_aspect, decode_clip, expected_shapes, fit_length,
+                               frame_shape, log_spectrogram, read_frame_folder, read_image, read_video_audio,
+                               read_video_frames, read_wav, resize_frames, select_frames, source_aspect)
 
 
 def _colour(image):
@@ -160,6 +160,51 @@ def test_resize_frames_uint8_tchw():
     assert out[0, :, 5, 5].tolist() == [10, 20, 30] and out[1, :, 8, 8].tolist() == [200, 100, 0]
 
 
+def _bands(width=60, height=30):
+    """Three vertical bands, red | green | blue, each a third of the width."""
+    image = np.zeros((height, width, 3), np.uint8)
+    for band in range(3):
+        image[:, band * width // 3:(band + 1) * width // 3, band] = 255
+    return Image.fromarray(image)
+
+
+def test_frames_keep_their_aspect_ratio_and_lose_a_centred_margin_never_squashed():
+    wide = _bands()  # 2:1
+    kept = resize_frames([wide], 10, aspect=2.0)
+    assert kept.shape == (1, 3, 10, 20)
+    assert [int(kept[0, :, 5, x].argmax()) for x in (1, 10, 18)] == [0, 1, 2]  # the thirds stay thirds
+    square = resize_frames([wide], 10)  # the centre square of the source: x in [15, 45)
+    assert square.shape == (1, 3, 10, 10)
+    assert [int(square[0, :, 5, x].argmax()) for x in (0, 2, 5, 7, 9)] == [0, 1, 1, 1, 2]  # squashed: [0, 0, 1, 2, 2]
+    tall = resize_frames([wide.rotate(90, expand=True)], 10, aspect=2.0)  # 1:2 into 2:1: its centre band
+    assert tall.shape == (1, 3, 10, 20) and bool((tall[0, 1] > 200).all())
+    assert frame_shape(224, 4 / 3) == (224, 299) and frame_shape(224, 0.75) == (299, 224)
+    assert corpus_aspect([1.0, 4 / 3, None, 4 / 3, 1.5]) == pytest.approx(4 / 3) and corpus_aspect([None]) == 1.0
+
+
+def test_source_aspect_reads_headers(tmp_path):
+    assert source_aspect(write_video(tmp_path / "v.flv", 1.0, size=(64, 48))) == pytest.approx(4 / 3)
+    _bands().save(tmp_path / "still.png")
+    assert source_aspect(tmp_path / "still.png") == 2.0
+    (tmp_path / "frames").mkdir()
+    for i in (2, 10):
+        _bands(30 + i, 30).save(tmp_path / "frames" / f"frame_{i}.png")
+    assert source_aspect(tmp_path / "frames") == pytest.approx(32 / 30)  # the first in natural order
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert source_aspect(tmp_path / "broken.mp4") is None
+
+
+def test_a_long_waveform_is_averaged_down_to_the_columns_asked_for():
+    rate = 8000
+    wave = torch.from_numpy(np.concatenate([tone(500, 2.0, rate), tone(1500, 2.0, rate)]))
+    full = log_spectrogram(wave, 256, 200)
+    pooled = log_spectrogram(wave, 256, 200, frames=81)
+    assert full.shape == (1, 129, 161) and pooled.shape == (1, 129, 81)
+    peak = lambda spec, cols: int(spec[0, :, cols].mean(dim=1).argmax()) * rate / 256  # noqa: E731
+    assert abs(peak(pooled, slice(5, 35)) - 500) < 40 and abs(peak(pooled, slice(45, 75)) - 1500) < 40
+    assert torch.equal(log_spectrogram(wave[:16000], 256, 200, frames=81), log_spectrogram(wave[:16000], 256, 200))
+
+
 def test_decode_clip_shapes_with_video_and_image(tmp_path):
     wav = write_wav(tmp_path / "a.wav", tone(440, 1.0, 16000), 16000)
     pre = Preprocessing(sample_rate=8000, clip_seconds=2.0, n_fft=126, hop_length=250, frames=3, frame_size=32)
@@ -206,7 +251,7 @@ def test_any_decoder_exception_becomes_a_media_error(tmp_path, monkeypatch):
 
     def broken(*args, **kwargs):
         raise KeyError("decoder state")
-    monkeypatch.setattr("gapkit.data.media.sf.read", broken)
+    monkeypatch.setattr("soundfile.read", broken)
     with pytest.raises(MediaError, match="cannot decode audio.*KeyError") as info:
         read_wav(path, 8000)
     assert info.value.path == path

@@ -151,7 +151,9 @@ def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Pr
         its file (and line of the listing); ``"skip"`` leaves such clips out and
         reports them in ``info["skipped"]``.
 
-    ``info`` records the dataset, root, preprocessing, cache key and path, split
+    ``info`` records the dataset, root, preprocessing, cache key and path, the aspect
+    ratio the frames were cached at (``frame_aspect``, width / height: the short side is
+    ``frame_size``, and the batches crop squares from them), split
     sizes, class counts, skipped clips and the corpus's provenance (split files and
     their sha256, annotation files, ...); for ``"synthetic"`` also
     ``info["degradation"]``: ``clip -> "none" | "audio" | "visual"`` for the loaded clips.
@@ -200,7 +202,7 @@ def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Pr
         "data_key": data_key(identity), "identity": identity,
         "dataset": dataset, "data_root": str(root), "preprocessing": preprocessing.to_dict(),
         "preprocessing_key": preprocessing.key(), "cache_key": cached.key, "cache_path": str(cached.path),
-        "cache_built": cached.built, "split": split, "split_seed": split_seed, "val_source": val_source,
+        "cache_built": cached.built, "frame_aspect": cached.aspect, "split": split, "split_seed": split_seed, "val_source": val_source,
         "split_sizes": {part: len(s) for part, s in data.splits().items()},
         "class_counts": {part: _class_counts(s, corpus.classes) for part, s in data.splits().items()},
         "skipped_count": len(cached.skipped), "skipped": cached.skipped, **corpus.info, **extra,

@@ -13,10 +13,17 @@ Choices
       Male speech, Bark, ...), the index order of the dataset's own code.
     - Clip names: ``<line index>_<VideoID>`` (``0000_RUhOCu3LNXM``): 45 videos are
       annotated twice, with two categories, so the video id alone is not unique.
-    - Frames and audio are both taken inside the annotated event ``[start, end)``;
-      the frames are the first of each ``1 / fps`` interval from ``start``. One
-      annotation has ``start == end`` (line 27); a segment is widened to at least
-      one second so that it holds a frame.
+    - Frames and audio both cover the annotated event ``[start, end)``: the frames
+      are the first of each ``1 / fps`` interval from ``start``, ``frames`` of them
+      spread over the event; the audio window is the event itself. An event up to
+      ``clip_seconds`` long is tiled to it; a longer one (most are: 2750 of the 4143
+      annotations span the whole 10 s) is heard whole, its spectrogram's magnitudes
+      averaged over time down to the columns of ``clip_seconds``
+      (:func:`~gapkit.data.media.decode_clip`), rather than cut to its first
+      ``clip_seconds``. One annotation has ``start == end`` (line 27); a segment is
+      widened to at least one second so that it holds a frame.
+    - Frames keep their video's aspect ratio (the short side ``frame_size``; the
+      videos' shapes vary, and the cache takes their median aspect ratio).
     - AVE's own validation split is used as it is; nothing is carved from train.
 """
 from __future__ import annotations

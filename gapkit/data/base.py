@@ -25,7 +25,9 @@ class Preprocessing:
     ``n_fft // 2 + 1`` frequency bins by ``1 + samples // hop_length`` frames.
     Visual: frames are sampled at ``fps`` frames per second; ``frames`` of them
     (evenly spaced over the clip, the last repeated when a clip is shorter) are
-    resized to ``frame_size`` x ``frame_size`` and kept as uint8 RGB.
+    scaled so that their short side is ``frame_size``, their aspect ratio kept
+    (the corpus's median: :mod:`.frames`), and kept as uint8 RGB; the batches
+    crop ``frame_size`` squares from them (:mod:`.augment`).
     """
 
     sample_rate: int = 22050

@@ -3,10 +3,19 @@
 An entry is a folder ``<cache root>/<dataset>-<preprocessing key>-<corpus digest>/``:
 
     audio.npy      (N, 1, F, T) float16   log spectrograms
-    visual.npy     (N, T, 3, H, W) uint8  frames
+    visual.npy     (N, T, 3, H, W) uint8  frames, the short side ``frame_size``, the source's aspect ratio kept
     labels.npy     (N,) int64
     clips.json     the N clip names, sorted
     manifest.json  the key, the preprocessing, the corpus identity, shapes, the skipped clips
+
+Frames keep their source's aspect ratio: ``H`` x ``W`` is the frame size at the
+median aspect ratio of the corpus's clips (:func:`~gapkit.data.frames.corpus_aspect`,
+read from the files' headers before decoding; a clip of another aspect ratio loses a
+centred margin, never is squashed), and the batches crop squares from them
+(:mod:`.augment`). ``FORMAT``, part of the key, names what the decoding puts in an
+entry: an entry built by an older decoding (squashed square frames, an annotated
+event's audio cut to its first ``clip_seconds``) has another key and is never read
+for a newer one.
 
 The key hashes every :class:`~gapkit.data.base.Preprocessing` field together with
 the corpus identity (dataset name and every clip's name, label, media paths relative
@@ -31,10 +40,9 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import time
 import warnings
-from contextlib import closing
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +53,12 @@ from tqdm.auto import tqdm
 from .. import paths
 from ..io import atomic_write_text, discard_folder, publish_folder, remove_stale_staging, staging_folder
 from .base import Preprocessing
-from .media import ListingError, MediaError, decode_clip, expected_shapes
+from .media import ListingError, MediaError, corpus_aspect, decode_clip, expected_shapes, source_aspect
 
-FORMAT = 2  # bump when the decoding changes what an entry holds
-PARALLEL_FROM = 64  # fewer clips decode faster in-process than a pool starts
+#: bump when the decoding changes what an entry holds. 3: frames keep the source's aspect ratio; an annotated
+#: event's whole audio (2: square frames, an event's audio cut to its first clip_seconds)
+FORMAT = 3
+PARALLEL_FROM = 64  # clips per decoding process: fewer decode faster in-process than a process starts
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,8 @@ class CachedCorpus:
     built: bool
     #: sha256 of the cached arrays and clip list: what the data is, wherever it lies
     content_digest: str
+    #: width / height of the cached frames' source (:func:`~gapkit.data.frames.corpus_aspect`)
+    aspect: float = 1.0
 
     def index(self) -> dict[str, int]:
         """``clip -> row``."""
@@ -129,8 +141,8 @@ def load_or_build(sources: list[ClipSource], pre: Preprocessing, *, dataset: str
     naming its file (and the listing file and line for a missing file);
     ``"skip"`` leaves such clips out and lists them (``clip``, ``file``, ``reason``)
     in the entry's manifest and in :attr:`CachedCorpus.skipped`. ``workers``
-    processes decode (default: 2 for 64 clips or more, else 1); rows are written
-    in clip order whatever their number.
+    processes decode (default :func:`decode_processes`); rows are written in clip
+    order whatever their number, and the bytes are the same.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -238,7 +250,7 @@ def _load(entry: Path, built: bool) -> CachedCorpus:
     labels = torch.from_numpy(np.load(entry / "labels.npy"))
     clips = json.loads((entry / "clips.json").read_text(encoding="utf-8"))
     return CachedCorpus(audio, visual, labels, clips, manifest["skipped"], manifest["key"], entry, built,
-                        manifest["content_digest"])
+                        manifest["content_digest"], manifest["aspect"])
 
 
 # --------------------------------------------------------------------------- building
@@ -250,11 +262,21 @@ def _missing_file(source: ClipSource) -> Path | None:
     return None
 
 
+def decode_processes(clips: int) -> int:
+    """Decoding processes for ``clips`` clips: one per ``PARALLEL_FROM`` clips, at most one per usable core, at
+    least one (in this process)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, clips // PARALLEL_FROM))
+
+
 def _decode(job):
     """Worker: ``(row, spectrogram, frames, None)`` or ``(row, None, None, (file, reason))``."""
-    row, audio, visual, segment, pre = job
+    row, audio, visual, segment, pre, aspect = job
     try:
-        spec, frames = decode_clip(audio, visual, pre, segment)
+        spec, frames = decode_clip(audio, visual, pre, segment, aspect)
     except MediaError as exc:
         return row, None, None, (str(exc.path), exc.reason)
     return row, spec.numpy(), frames.numpy(), None
@@ -283,34 +305,27 @@ def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing,
     if not decodable:
         raise ValueError(f"none of the {len(sources)} clips of {dataset} has its media files "
                          f"(first missing: {skipped[0]['file']})")
-    jobs = [(row, s.audio, s.visual, s.segment, pre) for row, s in enumerate(decodable)]
+    workers = workers or decode_processes(len(decodable))
 
     tmp = staging_folder(entry)
     try:
-        audio_shape, visual_shape = expected_shapes(pre)
-        audio = np.lib.format.open_memmap(tmp / "audio.npy", "w+", np.float16, (len(jobs), *audio_shape))
-        visual = np.lib.format.open_memmap(tmp / "visual.npy", "w+", np.uint8, (len(jobs), *visual_shape))
-        kept = []
-        workers = workers or (min(2, os.cpu_count() or 1) if len(jobs) >= PARALLEL_FROM else 1)
-        bar = tqdm(total=len(jobs), disable=not progress, desc=f"decoding {dataset}", unit="clip")
-        with bar, closing(_run(jobs, workers)) as results:  # closing: stop the workers on an error
-            for row, spec, frames, error in results:
-                bar.update()
-                source = decodable[row]
-                if error is not None:
-                    if on_error == "raise":
-                        raise MediaError(error[0], f"{error[1]} (clip {source.clip})")
-                    skipped.append({"clip": source.clip, "file": error[0], "reason": error[1]})
-                    continue
-                audio[len(kept)], visual[len(kept)] = spec, frames
-                kept.append(source)
+        with _decoders(workers) as run:  # leaving it stops the workers, on an error too
+            aspect = corpus_aspect(run(source_aspect, [s.visual for s in decodable], 16))
+            audio_shape, visual_shape = expected_shapes(pre, aspect)
+            audio = np.lib.format.open_memmap(tmp / "audio.npy", "w+", np.float16, (len(decodable), *audio_shape))
+            visual = np.lib.format.open_memmap(tmp / "visual.npy", "w+", np.uint8, (len(decodable), *visual_shape))
+            kept = []
+            jobs = [(row, s.audio, s.visual, s.segment, pre, aspect) for row, s in enumerate(decodable)]
+            bar = tqdm(total=len(jobs), disable=not progress, desc=f"decoding {dataset}", unit="clip")
+            with bar:
+                _fill(run(_decode, jobs, 4), decodable, audio, visual, kept, skipped, on_error, bar)
         if not kept:
             raise ValueError(f"none of the {len(sources)} clips of {dataset} could be decoded "
                              f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
         audio.flush()
         visual.flush()
         del audio, visual
-        if len(kept) < len(jobs):
+        if len(kept) < len(decodable):
             _shrink(tmp / "audio.npy", len(kept))
             _shrink(tmp / "visual.npy", len(kept))
         np.save(tmp / "labels.npy", np.array([s.label for s in kept], dtype=np.int64))
@@ -324,7 +339,7 @@ def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing,
             "content_digest": digest.hexdigest()[:16], "media": media_fingerprints(sources, root),
             "preprocessing": pre.to_dict(), "preprocessing_key": pre.key(), "clips": len(kept),
             "requested": len(sources), "skipped": skipped, "audio_shape": list(audio_shape),
-            "visual_shape": list(visual_shape), "workers": workers, "seconds": round(time.time() - started, 2),
+            "visual_shape": list(visual_shape), "aspect": aspect, "workers": workers, "seconds": round(time.time() - started, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
@@ -334,20 +349,38 @@ def _build(entry: Path, key: str, sources: list[ClipSource], pre: Preprocessing,
         raise
 
 
-def _run(jobs: list, workers: int):
-    """Decoded jobs in their order, from this process or from a pool of ``workers``."""
+def _fill(results, decodable, audio, visual, kept: list, skipped: list, on_error: str, bar) -> None:
+    """Write the decoded clips into the arrays' next rows, in clip order; count or raise the failures."""
+    for row, spec, frames, error in results:
+        bar.update()
+        source = decodable[row]
+        if error is not None:
+            if on_error == "raise":
+                raise MediaError(error[0], f"{error[1]} (clip {source.clip})")
+            skipped.append({"clip": source.clip, "file": error[0], "reason": error[1]})
+            continue
+        audio[len(kept)], visual[len(kept)] = spec, frames
+        kept.append(source)
+
+
+@contextmanager
+def _decoders(workers: int):
+    """``run(function, items, chunksize)``: the results in order, from this process or a pool of ``workers``.
+
+    The pool's processes are spawned (a fresh interpreter each, safe whatever threads this
+    process runs; a script that builds a cache from its top level needs the usual
+    ``if __name__ == "__main__":`` guard); each uses one thread.
+    """
     if workers <= 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # one short clip at a time: thread start-up would cost more than it saves
         try:
-            yield from map(_decode, jobs)
+            yield lambda function, items, chunksize: map(function, items)
         finally:
             torch.set_num_threads(threads)
         return
-    # fork on Linux: workers start at once with everything imported; spawn elsewhere (fork is unsafe on macOS)
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with context.Pool(workers, initializer=_quiet_worker) as pool:
-        yield from pool.imap(_decode, jobs, chunksize=4)
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_quiet_worker) as pool:
+        yield lambda function, items, chunksize: pool.imap(function, items, chunksize=chunksize)
 
 
 def _shrink(path: Path, rows: int) -> None:

@@ -18,8 +18,10 @@ instead assigns whole actors to train or test (about 90/10, seeded).
 Default preprocessing (:class:`~gapkit.data.base.Preprocessing`) and why
     - frames: the first frame of each second (1 fps), as the peer codebases extract
       them; ``frames`` of them per clip (3 by default: a 2.5 s clip has 3 such
-      frames), the same number at training and at test time, resized to
-      ``frame_size`` (224) squares. The number of frames moves the concat baseline
+      frames), the same number at training and at test time, cached with the
+      videos' aspect ratio kept (the short side ``frame_size``: 224 x 299 for 4:3
+      video); training crops squares from them (RandomResizedCrop), evaluation
+      the centre square. The number of frames moves the concat baseline
       by many points, so it is part of the cache key and of every result.
     - audio: resampled to 22,050 Hz and tiled (repeated, not zero-padded) to 3 s,
       then ``log(|STFT| + 1e-7)`` with n_fft 512 and hop 353 (Hann): 257 x 188, the
