@@ -234,3 +234,12 @@ def test_one_box_and_flip_for_all_frames_of_a_clip():
     manual = flip_clips_(resized_crops(visual.float(), boxes, 16), flips)
     torch.testing.assert_close(out, (manual / 255 - MEAN) / STD, atol=1e-5, rtol=0)
     assert 0 < int(flips.sum()) < 6
+
+
+def test_device_copies_stay_with_the_process():
+    import pickle
+    split = _split()
+    split.__dict__["_device_copies"] = {"cuda:0": "a device copy"}
+    again = pickle.loads(pickle.dumps(split))
+    assert "_device_copies" not in again.__dict__ and torch.equal(again.visual, split.visual)
+    assert again.clips == split.clips

@@ -95,6 +95,10 @@ class AVSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getstate__(self) -> dict:
+        # the copies :func:`gapkit.data.batches.device_tensors` keeps on a device never travel with the split
+        return {k: v for k, v in self.__dict__.items() if k != "_device_copies"}
+
     def subset(self, index: torch.Tensor | list[int]) -> "AVSplit":
         index = torch.as_tensor(index, dtype=torch.long)
         return AVSplit(self.audio[index], self.visual[index], self.labels[index], [self.clips[i] for i in index.tolist()])

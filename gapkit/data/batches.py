@@ -74,7 +74,7 @@ def fits_on_device(nbytes: int, device, share: float = RESIDENT_SHARE) -> bool:
 def placement(split: AVSplit, device) -> str:
     """``"resident"`` or ``"streamed"``: where :func:`iterate_batches` keeps ``split`` for ``device`` (module doc)."""
     device = _normalise_device(device)
-    if _on(split.visual, device) or str(device) in _copies(split):
+    if _on(split.visual, device) or str(device) in split.__dict__.get("_device_copies", {}):
         return "resident"
     return "resident" if fits_on_device(_split_bytes(split), device) else "streamed"
 
