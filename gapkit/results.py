@@ -60,8 +60,8 @@ class RunSpec:
 # ---------------------------------------------------------------------------------------------- run tables
 
 #: the notebook that trains each study's runs
-STUDY_NOTEBOOKS = {"table1": "04_adaptive_training", "table2": "05_ablations", "readings": "05_ablations",
-                   "table3": "06_optimizer_study"}
+STUDY_NOTEBOOKS = {"warmup": "02_warmup", "table1": "04_adaptive_training", "table2": "05_ablations",
+                   "readings": "05_ablations", "table3": "06_optimizer_study"}
 
 
 class MissingRunError(FileNotFoundError):

@@ -61,8 +61,9 @@ def table1_methods() -> list[str]:
 
 
 def plan_warmup(profile: Profile, seeds=None) -> list[RunSpec]:
-    """Table 1's adaptive runs, one full run per seed (warm-up, then the adaptive steps)."""
-    return [RunSpec("table1", "Ours", s, "adaptive", run_name("adaptive", s)) for s in _seeds(profile, seeds)]
+    """Table 1's adaptive runs, one full run per seed (warm-up, then the adaptive steps): the same run folders as
+    :func:`plan_table1`'s "Ours", planned as the warm-up study (notebook 02 trains them, notebook 03 reads them)."""
+    return [RunSpec("warmup", "Ours", s, "adaptive", run_name("adaptive", s)) for s in _seeds(profile, seeds)]
 
 
 def plan_table1(profile: Profile, seeds=None, methods=None, peer_seeds=None) -> list[RunSpec]:

@@ -132,3 +132,21 @@ def test_markdown_shows_the_committed_default_outputs(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_each_notebook_checks_at_least_one_output(path):
     assert any(c.cell_type == "code" and c.source.startswith(CHECK) for c in _load(path).cells)
+
+
+#: notebooks that only show results: they read run folders (gapkit.results) and never train
+READ_ONLY = ["03_gmm_analysis"]
+
+
+@pytest.mark.parametrize("name", READ_ONLY)
+def test_reading_notebooks_never_train(name):
+    from gapkit import studies
+
+    trains = {n for n, f in vars(studies).items() if n.endswith("_runs") and f.__module__ == studies.__name__}
+    trains |= {"execute", "train_run"}
+    (path,) = [p for p in NOTEBOOKS if p.stem == name]
+    code = [ast.parse(c.source) for c in _load(path).cells if c.cell_type == "code"]
+    called = {n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", None)
+              for tree in code for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert not called & trains, f"{name} calls {sorted(called & trains)}, which train what is missing"
+    assert "read_runs" in called

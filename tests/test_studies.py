@@ -120,6 +120,9 @@ def test_missing_run_names_its_command(tmp_path):
     # the parent's warm-up is missing too: its command comes first
     assert f"--out {runs}/adaptive-adam-seed0; then python -m gapkit train" in str(missing.value)
     assert "06_optimizer_study" in str(missing.value)
+    with pytest.raises(results.MissingRunError, match=r"Notebook\(s\) 02_warmup train them: .* --only 02 .*"
+                                                      r"--method adaptive --seed 0 --set lr=0\.5 "):
+        results.read_runs(studies.plan_warmup(smoke), smoke, results_root=tmp_path)
 
 
 def test_aggregate_and_paired_differences():
