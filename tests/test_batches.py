@@ -71,6 +71,7 @@ def test_a_final_single_sample_is_dropped_only_when_shuffling():
     assert [len(b[3]) for b in _all(split, shuffle=True)] == [8, 8]
     assert [len(b[3]) for b in _all(split)] == [8, 8, 1]
     assert [len(b[3]) for b in _all(split, clips=[3, 4, 5], shuffle=True)] == [3]
+    assert list(iterate_batches(split, 1, shuffle=True, generator=torch.Generator())) == []  # as before: all single
 
 
 def test_the_cpu_keeps_the_split_where_it_is():

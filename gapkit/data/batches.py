@@ -123,7 +123,7 @@ def iterate_batches(split: AVSplit, batch_size: int, device: torch.device | str 
     pool = torch.arange(len(split)) if clips is None else torch.as_tensor(clips, dtype=torch.long)
     n = len(pool)
     order = pool[torch.randperm(n, generator=generator)] if shuffle else pool
-    starts = [s for s in range(0, n, batch_size) if not (shuffle and n - s < 2)]
+    starts = [s for s in range(0, n, batch_size) if not (shuffle and min(batch_size, n - s) < 2)]
     size = frame_size(split.visual)
     crops = None
     if augment:
