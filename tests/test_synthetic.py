@@ -165,8 +165,8 @@ def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
         made.append(job)
         return real(job)
 
-    real = synthetic._make_clip
-    monkeypatch.setattr(synthetic, "_make_clip", failing)
+    real = synthetic.make_clip
+    monkeypatch.setattr(synthetic, "make_clip", failing)
     with pytest.raises(RuntimeError, match="killed"):
         ensure_corpus(SyntheticSpec(clips=12), tmp_path / "corpus", workers=1)
     assert list(tmp_path.iterdir()) == []
