@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from .data.base import Preprocessing
 from .methods.peer_settings import DEFAULT_PEER_OPTIONS, PEER_SETTING_CHOICES
-from .training import TrainConfig
+from .train_config import TrainConfig
 
 
 #: the fields of a TrainConfig that each run sets itself (:meth:`Profile.train_config`); every other one is a
@@ -53,7 +53,7 @@ EMBEDDED_PREPROCESSING = Preprocessing(sample_rate=8000, clip_seconds=2.0, n_fft
 
 def _embedded_training() -> TrainConfig:
     """A profile's training settings unless it says otherwise: 4 warm-up epochs, 4 adaptive steps of one epoch,
-    every other setting :class:`~gapkit.training.TrainConfig`'s own default."""
+    every other setting :class:`~gapkit.train_config.TrainConfig`'s own default."""
     return TrainConfig(warmup_epochs=4, adaptive_steps=4, adaptive_epochs=1)
 
 
@@ -99,7 +99,7 @@ class Profile:
         """Every setting's type and range, checked when a profile is made, before any data is read.
 
         The preprocessing settings are checked by :class:`~gapkit.data.base.Preprocessing`, the
-        training settings by :class:`~gapkit.training.TrainConfig` (when :meth:`replace` makes them);
+        training settings by :class:`~gapkit.train_config.TrainConfig` (when :meth:`replace` makes them);
         the rest here. A bad value is a ``ValueError`` naming the setting and what it accepts.
         """
         def need(ok: bool, name: str, allowed: str) -> None:
@@ -113,7 +113,7 @@ class Profile:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
         need(isinstance(self.preprocessing, Preprocessing), "preprocessing", "a gapkit.data.base.Preprocessing")
-        need(isinstance(self.training, TrainConfig), "training", "a gapkit.training.TrainConfig")
+        need(isinstance(self.training, TrainConfig), "training", "a gapkit.train_config.TrainConfig")
         for name in ("synthetic_clips", "synthetic_seed", "split_seed", "width", "workers"):
             need(integer(getattr(self, name)), name, "an integer")
         for name in ("synthetic_test_fraction", "val_fraction"):
@@ -141,7 +141,7 @@ class Profile:
                              test_fraction=self.synthetic_test_fraction)
 
     def train_config(self, method: str = "adaptive", seed: int | None = None, **method_options) -> TrainConfig:
-        """One run's :class:`~gapkit.training.TrainConfig`: the profile's :attr:`training` with the run's own
+        """One run's :class:`~gapkit.train_config.TrainConfig`: the profile's :attr:`training` with the run's own
         method, options and seed (default: the profile's first)."""
         return dataclasses.replace(self.training, method=method, method_options=method_options,
                                    seed=self.seeds[0] if seed is None else seed)

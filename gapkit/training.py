@@ -22,11 +22,9 @@ with :class:`NonFiniteLossError`, leaving the last good checkpoint untouched.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +35,9 @@ from .data.base import AVData, data_key
 from .data.batches import iterate_batches
 from .gap import collect_outputs
 from .io import atomic_save, atomic_savez, atomic_write_text
-from .methods import Context, Method, check_method_options, make_method
+from .methods import Context, Method, make_method
 from .mixture import GapMixture
+from .train_config import TrainConfig, learning_rate, make_optimizer
 
 #: config fields that must agree between a warm-up checkpoint and a run branching from it
 WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
@@ -49,70 +48,6 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-@dataclass
-class TrainConfig:
-    """Every setting of one training run (the profile fills them; each can be overridden)."""
-
-    method: str = "adaptive"
-    method_options: dict = field(default_factory=dict)
-    warmup_epochs: int = 10          # E_warmup
-    adaptive_steps: int = 4          # S_adaptive
-    adaptive_epochs: int = 5         # E_adaptive
-    batch_size: int = 64
-    optimizer: str = "sgd"           # "sgd", "adam" or "adamw" (decoupled weight decay)
-    lr: float = 2e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    reset_optimizer: bool = True     # reset the optimizer's state when adaptive training starts (Table 3)
-    lr_schedule: str = "constant"    # "constant", "cosine" (over the whole budget) or "step" (StepLR)
-    lr_step_size: int = 30           # "step": epochs between decays
-    lr_gamma: float = 0.1            # "step": the decay factor
-    augment: bool = False
-    seed: int = 0
-    threads: int = 1                 # torch's CPU threads: floating-point results depend on it
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Every field's type and range, checked before any data is read; the message names the setting."""
-        def need(ok: bool, name: str, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"{name} = {getattr(self, name)!r}: expected {allowed}")
-        ints = ("warmup_epochs", "adaptive_steps", "adaptive_epochs", "batch_size", "lr_step_size", "seed", "threads")
-        for name in ints:
-            need(isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool), name,
-                 "an integer")
-        for name in ("lr", "momentum", "weight_decay", "lr_gamma"):
-            value = getattr(self, name)
-            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), name,
-                 "a finite number")
-        need(self.warmup_epochs >= 0, "warmup_epochs", "an integer >= 0")
-        need(self.adaptive_steps >= 0, "adaptive_steps", "an integer >= 0")
-        need(self.adaptive_epochs >= 1 or self.adaptive_steps == 0, "adaptive_epochs", "an integer >= 1")
-        need(self.total_epochs >= 1, "warmup_epochs",
-             "at least one epoch in all (warmup_epochs + adaptive_steps * adaptive_epochs >= 1)")
-        need(self.batch_size >= 2, "batch_size", "an integer >= 2 (batch norm needs two samples)")
-        need(self.lr > 0, "lr", "a number > 0")
-        need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
-        need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(self.optimizer in ("sgd", "adam", "adamw"), "optimizer", "'sgd', 'adam' or 'adamw'")
-        need(self.lr_schedule in ("constant", "cosine", "step"), "lr_schedule", "'constant', 'cosine' or 'step'")
-        need(self.lr_step_size >= 1, "lr_step_size", "an integer >= 1")
-        need(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
-        need(self.threads >= 1, "threads", "an integer >= 1")
-        need(isinstance(self.method_options, dict), "method_options", "a dict")
-        check_method_options(self.method, self.method_options)
-
-    @property
-    def total_epochs(self) -> int:
-        """The epoch budget, the same for every method: E_warmup + S_adaptive * E_adaptive."""
-        return self.warmup_epochs + self.adaptive_steps * self.adaptive_epochs
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 def identity_differences(theirs, mine, prefix: str) -> dict:
     """``{"prefix.field": (theirs, mine)}`` for every leaf where two nested identity dicts differ."""
     if isinstance(theirs, dict) and isinstance(mine, dict):
@@ -121,33 +56,6 @@ def identity_differences(theirs, mine, prefix: str) -> dict:
             out.update(identity_differences(theirs.get(key), mine.get(key), f"{prefix}.{key}"))
         return out
     return {} if theirs == mine else {prefix: (theirs, mine)}
-
-
-def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """The learning rate of global epoch ``epoch`` (0-based) under the config's schedule.
-
-    ``constant``: ``lr``. ``cosine``: ``lr * (1 + cos(pi * epoch / total_epochs)) / 2``, one decay over the
-    whole budget whatever the stages, so every method of a comparison sees the same rates at the same
-    epochs (an optimizer reset restarts the momentum, not the schedule). ``step``: StepLR,
-    ``lr * lr_gamma ** (epoch // lr_step_size)``.
-    """
-    if config.lr_schedule == "cosine":
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / config.total_epochs))
-    if config.lr_schedule == "step":
-        return config.lr * config.lr_gamma ** (epoch // config.lr_step_size)
-    return config.lr
-
-
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's), Adam or AdamW, with the config's learning rate and weight decay."""
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":  # some peers' own optimizer (gapkit.methods.peer_settings)
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd', 'adam' or 'adamw'")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
