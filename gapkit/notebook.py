@@ -89,6 +89,8 @@ class NotebookSetup:
     data_root: str | None
     device: str
     seeds: list[int]
+    #: seeds of Table 3 and the readings: the profile's ``study_seeds`` (or ``seeds``) unless other seeds are given
+    study_seeds: list[int]
     results_root: Path
     figures: Path
     tables: Path
@@ -173,8 +175,10 @@ def setup(notebook: str, namespace: dict, *, extra=()) -> NotebookSetup:
     results_root = Path(namespace["results_root"]) if namespace["results_root"] else paths.results_dir()
     out = paths.outputs(profile.name, dataset, figures_root=namespace["figures_root"] or None,
                         tables_root=namespace["tables_root"] or None)
+    seeds = resolve_seeds(namespace["seeds"], profile)
     show_all_columns()
     return NotebookSetup(
         notebook=notebook, profile=profile, dataset=dataset, data_root=namespace["data_root"] or None, device=device,
-        seeds=resolve_seeds(namespace["seeds"], profile), results_root=results_root,
+        seeds=seeds, study_seeds=list(profile.study_seeds or seeds) if seeds == list(profile.seeds) else seeds,
+        results_root=results_root,
         figures=out["figures"], tables=out["tables"], extra={name: namespace[name] for name in extra})

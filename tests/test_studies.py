@@ -286,3 +286,13 @@ def test_setup_resolves_profile_and_folders(tmp_path):
         setup("02_warmup", {**ns, "overrides": {"widht": 2}})
     with pytest.raises(UnknownParameterError, match="does not define"):
         setup("02_warmup", {k: v for k, v in ns.items() if k != "seeds"})
+
+
+def test_setup_gives_table3_and_the_readings_the_profiles_study_seeds_unless_seeds_are_given(tmp_path):
+    ns = {"profile": "smoke", "dataset": "synthetic", "data_root": None, "device": "cpu", "seeds": None,
+          "overrides": {"seeds": [0, 1, 2, 3], "study_seeds": [1, 3]}, "results_root": str(tmp_path / "r"),
+          "figures_root": "", "tables_root": ""}
+    nb = setup("06_optimizer_study", ns)
+    assert nb.seeds == [0, 1, 2, 3] and nb.study_seeds == [1, 3]
+    assert setup("06_optimizer_study", {**ns, "seeds": "0,2"}).study_seeds == [0, 2]  # given seeds: every study
+    assert setup("06_optimizer_study", {**ns, "overrides": {"seeds": [5, 6]}}).study_seeds == [5, 6]  # none set
