@@ -69,10 +69,11 @@ def collect_outputs(model: torch.nn.Module, batches, predict=None) -> Outputs:
     try:
         for audio, visual, y, _ in batches:
             logits, logits_a, logits_v = predict(model, audio, visual) if predict else model(audio, visual)
-            parts.append((logits.float().cpu(), logits_a.float().cpu(), logits_v.float().cpu(), y.cpu()))
+            parts.append((logits.float(), logits_a.float(), logits_v.float(), y))
     finally:
         model.train(was_training)
-    return Outputs(*(torch.cat(column) for column in zip(*parts)))
+    # gathered on the device, copied to the host once (no wait for the device after every batch)
+    return Outputs(*(torch.cat(column).cpu() for column in zip(*parts)))
 
 
 def collect_gaps(model: torch.nn.Module, batches) -> torch.Tensor:

@@ -107,13 +107,27 @@ class GapMixture:
         x = g.to(torch.float64)
         finite = torch.isfinite(x)
         x = torch.where(finite, x, torch.zeros_like(x))
-        params = lambda a: torch.as_tensor(a, dtype=torch.float64, device=x.device)  # noqa: E731
-        log_pi, mu, var = torch.log(params(self.weights)), params(self.means), params(self.variances)
+        log_pi, mu, var = self._device_parameters(x.device)
         log_normal = -0.5 * ((x[:, None] - mu) ** 2 / var + torch.log(2 * math.pi * var))
         post = torch.softmax(log_pi + log_normal, dim=1)
         w_imb = torch.where(finite, post[:, 1], torch.zeros_like(post[:, 1]))
         out_dtype = g.dtype if g.is_floating_point() else torch.float32
         return (1 - w_imb).to(out_dtype), w_imb.to(out_dtype)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_on_device"}  # device copies stay behind
+
+    def _device_parameters(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log pi, mu, sigma^2) as float64 tensors on ``device``, copied there once per fit and device (not at every
+        mini-batch); a refit or relabelling (new parameter values) makes a new copy."""
+        key = (str(device), *(a.tobytes() for a in (self.weights, self.means, self.variances)))
+        cached = self.__dict__.get("_on_device")
+        if cached is None or cached[0] != key:
+            params = [torch.as_tensor(a, dtype=torch.float64).to(device) for a in (self.weights, self.means,
+                                                                                    self.variances)]
+            cached = (key, (torch.log(params[0]), params[1], params[2]))
+            self._on_device = cached
+        return cached[1]
 
     def component_densities(self, x) -> np.ndarray:
         """pi_k N(x | mu_k, sigma_k^2) for each component: array (2, len(x)) (the dashed curves of Figure 2)."""

@@ -19,6 +19,11 @@ restarted with the same config resumes from it and ends with the same numbers as
 uninterrupted one. Two-stage runs also keep ``warmup.pt``, the state at the end of
 warm-up, from which variants branch (``init_from``). A non-finite loss stops training
 with :class:`NonFiniteLossError`, leaving the last good checkpoint untouched.
+
+Nothing inside the step loop waits for the device: the loss sum and the correct counts
+accumulate there and are read once an epoch, and the non-finite check reads a device
+flag every :data:`NONFINITE_EVERY` steps on a GPU (every step on the CPU) and at the
+epoch's end, before anything of that epoch is written.
 """
 from __future__ import annotations
 
@@ -46,6 +51,29 @@ WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "mome
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+#: on a GPU, training steps between two reads of the non-finite flag (each read waits for the device); on the CPU,
+#: where a read costs nothing, every step is checked
+NONFINITE_EVERY = 25
+
+
+class _NonFiniteWatch:
+    """The first non-finite loss of an epoch, kept on the device: (batch, value) without a host sync per step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.batch = torch.full((), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros((), dtype=torch.float32, device=device)
+
+    def add(self, loss: torch.Tensor, batch: int) -> None:
+        loss = loss.detach().float()
+        new = (self.batch < 0) & ~torch.isfinite(loss)
+        self.batch = torch.where(new, batch, self.batch)
+        self.value = torch.where(new, loss, self.value)
+
+    def first(self) -> tuple[int, float] | None:
+        batch = int(self.batch)
+        return None if batch < 0 else (batch, float(self.value))
 
 
 def identity_differences(theirs, mine, prefix: str) -> dict:
@@ -138,6 +166,8 @@ class Trainer:
         self.progress = progress
         self.data_identity = data.identity()
         self.data_key = data_key(self.data_identity)
+        #: training steps between two reads of the non-finite flag (:data:`NONFINITE_EVERY` on a GPU)
+        self.nonfinite_every = 1 if self.device.type == "cpu" else NONFINITE_EVERY
 
     # -- batches ------------------------------------------------------------------------------
     def batches(self, split: str, *, shuffle: bool = False, generator=None, clips=None):
@@ -282,37 +312,51 @@ class Trainer:
         return mixture, g, time.perf_counter() - t0
 
     def _train_epoch(self, optimizer, generator, ctx: Context) -> dict:
+        """One epoch of mini-batches. The loss sum and the correct counts stay on the device until the epoch ends;
+        the non-finite check reads a device flag every :attr:`nonfinite_every` steps and at the end."""
         self.model.train()
         self.method.on_epoch_start(self.model, self.data, ctx)
-        total_loss, seen = 0.0, 0
-        correct = torch.zeros(3)
-        wait = 0.0
+        watch = _NonFiniteWatch(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros(3, dtype=torch.long, device=self.device)
+        seen, wait, i = 0, 0.0, -1
         t_wait = time.perf_counter()
         for i, (audio, visual, y, index) in enumerate(self.batches("train", shuffle=True, generator=generator,
                                                                    clips=ctx.train_clips)):
             wait += time.perf_counter() - t_wait
             ctx.batch_index = index
             out = self.method.training_step(self.model, audio, visual, y, ctx)
-            if not torch.isfinite(out.loss):
-                last = self.out_dir / "last.pt" if self.out_dir else None
-                where = (last if last is not None and last.is_file()
-                         else "none (no out_dir)" if last is None else "none yet (no epoch completed)")
-                raise NonFiniteLossError(
-                    f"non-finite loss ({out.loss.item()}) at epoch {ctx.epoch}, batch {i} ({self.config.method}); "
-                    f"last good checkpoint: {where}")
+            watch.add(out.loss, i)
+            if (i + 1) % self.nonfinite_every == 0:
+                self._raise_if_nonfinite(watch, ctx)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.method.after_backward(self.model, out, y, ctx)
             optimizer.step()
             n = len(y)
-            total_loss += out.loss.item() * n
+            # float64 on the device: the same sum of float32 losses times n as Python floats gave
+            loss_sum += out.loss.detach().double() * n
             seen += n
             with torch.no_grad():
-                correct += torch.stack([(lg.argmax(1) == y).sum().cpu() for lg in (out.logits, out.logits_a, out.logits_v)])
+                correct += torch.stack([(lg.argmax(1) == y).sum() for lg in (out.logits, out.logits_a, out.logits_v)])
             t_wait = time.perf_counter()
-        acc = (correct / max(seen, 1)).tolist()
-        return {"loss": total_loss / max(seen, 1), "train_acc": acc[0], "train_acc_audio": acc[1],
+        self._raise_if_nonfinite(watch, ctx)
+        acc = (correct.cpu().float() / max(seen, 1)).tolist()
+        return {"loss": loss_sum.item() / max(seen, 1), "train_acc": acc[0], "train_acc_audio": acc[1],
                 "train_acc_visual": acc[2], "data_wait_seconds": wait}
+
+    def _raise_if_nonfinite(self, watch: "_NonFiniteWatch", ctx: Context) -> None:
+        """Reads the device flag (one host sync); a non-finite loss so far stops training, naming its epoch and batch
+        and the last good checkpoint (this epoch has written none)."""
+        bad = watch.first()
+        if bad is None:
+            return
+        batch, value = bad
+        last = self.out_dir / "last.pt" if self.out_dir else None
+        where = (last if last is not None and last.is_file()
+                 else "none (no out_dir)" if last is None else "none yet (no epoch completed)")
+        raise NonFiniteLossError(f"non-finite loss ({value}) at epoch {ctx.epoch}, batch {batch} ({self.config.method}); "
+                                 f"last good checkpoint: {where}")
 
     def _write_outputs(self, result: TrainResult) -> None:
         out = self.out_dir

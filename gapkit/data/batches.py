@@ -105,8 +105,9 @@ def iterate_batches(split: AVSplit, batch_size: int, device: torch.device | str 
                     generator: torch.Generator | None = None, augment: bool = False, clips: torch.Tensor | None = None,
                     where: str = "auto"):
     """Yield ``(audio, visual, y, index)``: audio (B,1,F,T) float32, visual (B,T,3,S,S) float32
-    normalised with ImageNet's mean and std, labels on ``device``, and the samples' indices into the
-    split (a CPU tensor).
+    normalised with ImageNet's mean and std, and the labels and the samples' indices into the split,
+    all on ``device`` (the indices there too, so that a method looking up per-sample values on the
+    device copies nothing per batch).
 
     ``S`` is the short side of the cached frames; frames cached wider (or taller) than square are
     cut to their central ``S`` x ``S`` unless augmented. ``clips`` (indices into the split)
@@ -136,12 +137,13 @@ def iterate_batches(split: AVSplit, batch_size: int, device: torch.device | str 
         on_device = order.to(visual.device)
         for start in starts:
             sel = on_device[start:start + batch_size]
-            yield finish(audio[sel], visual[sel], labels[sel], start, order[start:start + batch_size])
+            yield finish(audio[sel], visual[sel], labels[sel], start, sel)
         return
     loader = _Prefetcher(split, [order[s:s + batch_size] for s in starts], pin=device.type == "cuda")
+    on_device = order.to(device)
     try:
         for start, (audio, visual, labels) in zip(starts, loader):
-            index = order[start:start + batch_size]
+            index = on_device[start:start + batch_size]
             yield finish(audio.to(device, non_blocking=True), visual.to(device, non_blocking=True),
                          labels.to(device, non_blocking=True), start, index)
     finally:

@@ -112,7 +112,7 @@ class Adaptive(Method):
         """Eq. 9's (w_bal, w_imb) for a mini-batch whose gaps are ``g``, under the ``posteriors`` reading: of ``g``
         itself, or of the gaps collected at the step's start for the batch's clips (``ctx.batch_index``)."""
         if self.options["posteriors"] == "collected":
-            g = ctx.train_gaps[ctx.batch_index.to(ctx.train_gaps.device)]
+            g = ctx.train_gaps[ctx.batch_index.to(ctx.train_gaps.device)]  # a no-op: both on the device
         return ctx.mixture.posteriors(g)
 
     def training_clips(self, n_train: int, phase: str, seed: int) -> torch.Tensor | None:

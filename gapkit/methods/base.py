@@ -51,7 +51,8 @@ class Context:
     train_gaps: torch.Tensor | None = None
     #: indices of the training clips this epoch trains on (``None``: all, see :meth:`Method.training_clips`)
     train_clips: torch.Tensor | None = None
-    #: indices into the training split of the current mini-batch's clips (set by the trainer before each step)
+    #: indices into the training split of the current mini-batch's clips, on the training device (set by the
+    #: trainer before each step)
     batch_index: torch.Tensor | None = None
 
 

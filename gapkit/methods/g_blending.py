@@ -90,8 +90,8 @@ class GBlending(Method):
         logits, logits_a, logits_v = model(audio, visual)
         losses = {k: F.cross_entropy(lg, y) for k, lg in zip(HEADS, (logits, logits_a, logits_v))}
         n = len(y)
-        for k, v in losses.items():
-            self._train_sums[k] += v.item() * n
+        for k, v in losses.items():  # summed on the device in float64: no host sync per step, the same sums
+            self._train_sums[k] = self._train_sums[k] + v.detach().double() * n
         self._train_n += n
         loss = sum(self.weights[k] * losses[k] for k in HEADS)
         return StepOutput(loss, logits, logits_a, logits_v)
@@ -107,7 +107,7 @@ class GBlending(Method):
         if position in (0, n - 1):
             device = next(model.parameters()).device
             val = heldout_losses(model, data.val, device)
-            train = {k: self._train_sums[k] / max(self._train_n, 1) for k in HEADS}
+            train = {k: float(self._train_sums[k]) / max(self._train_n, 1) for k in HEADS}
             point = {k: (train[k], val[k]) for k in HEADS}
             if position == 0:
                 self.window_start = point
