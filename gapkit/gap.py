@@ -29,8 +29,8 @@ def one_sided_gap(logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tenso
 
 
 def _true_class_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """s_{y_i} of Eq. 4: the softmax score of the ground-truth class, (B,)."""
-    return torch.softmax(logits, dim=1).gather(1, y.long().unsqueeze(1)).squeeze(1)
+    """s_{y_i} of Eq. 4: the softmax score of the ground-truth class, (B,), in float32 whatever the logits' dtype."""
+    return torch.softmax(logits.float(), dim=1).gather(1, y.long().unsqueeze(1)).squeeze(1)
 
 
 @dataclass

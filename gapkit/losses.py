@@ -12,8 +12,10 @@ PENALTIES = ("symmetric", "one-sided")
 
 
 def warmup_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Eq. 7: L_warmup = L_MM + L_a + L_v, each the batch-mean cross-entropy of Eq. 5."""
-    return F.cross_entropy(logits, y) + F.cross_entropy(logits_a, y) + F.cross_entropy(logits_v, y)
+    """Eq. 7: L_warmup = L_MM + L_a + L_v, each the batch-mean cross-entropy of Eq. 5 (in float32: the logits of a
+    bf16 forward pass are cast first)."""
+    return (F.cross_entropy(logits.float(), y) + F.cross_entropy(logits_a.float(), y)
+            + F.cross_entropy(logits_v.float(), y))
 
 
 def annealing_coefficient(epoch: int, base: float = 0.96) -> float:
@@ -36,6 +38,7 @@ def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.
     replaces Eq. 9's posteriors by given (w_bal, w_imb): the controls of :func:`control_weights`, or
     posteriors of the gaps collected at the step's start. ``penalty="one-sided"`` takes g from
     :func:`~gapkit.gap.one_sided_gap` (same values; gradient to the weaker modality only).
+    Computed in float32 whatever the logits' dtype (the gap casts them, and so does the cross-entropy).
     """
     if penalty not in PENALTIES:
         raise ValueError(f"unknown penalty {penalty!r}; use {' or '.join(map(repr, PENALTIES))}")
@@ -46,7 +49,7 @@ def adaptive_loss(logits: torch.Tensor, logits_a: torch.Tensor, logits_v: torch.
         w_bal, w_imb = mix.posteriors(g)
     else:
         w_bal = w_imb = torch.ones_like(g)
-    ce = F.cross_entropy(logits, y, reduction="none")
+    ce = F.cross_entropy(logits.float(), y, reduction="none")
     lam = annealing_coefficient(epoch)
     per_sample = alpha * w_bal * ce + lam * (beta * g ** 2 + gamma * w_imb * (g - mix.balanced_mean) ** 2)
     return per_sample.mean()

@@ -19,6 +19,7 @@ from .data.base import AVData
 from .paths import EMBEDDED, run_root
 from .profiles import PROFILES, Profile, get_profile
 from .mixture import GapMixture, bic
+from .runs import recorded_identity
 from .training import identity_differences
 
 #: The columns of a run table taken from ``metrics.json``.
@@ -101,7 +102,7 @@ def read_runs(specs: list[RunSpec], profile: Profile, *, dataset: str = EMBEDDED
         folder = root / spec.name
         metrics = json.loads((folder / "metrics.json").read_text())
         expected = spec.config(profile)
-        recorded = metrics.get("identity", {})
+        recorded = recorded_identity(metrics) or {}
         diff = identity_differences(recorded.get("config"), expected, "config")
         diff.update(identity_differences(recorded.get("model"), {"width": profile.width}, "model"))
         if data is not None:

@@ -24,6 +24,7 @@ from .models import AVClassifier
 from .paths import project_root, run_root
 from .profiles import Profile
 from .io import LOCK_NAME, atomic_write_text, discard_folder, run_folder_lock
+from .train_config import recorded_config
 from .training import Trainer, identity_differences, resolve_device
 
 
@@ -109,6 +110,15 @@ def run_identity(profile: Profile, config, data: AVData) -> dict:
     return {"config": config.to_dict(), "model": {"width": profile.width}, "data": data.identity()}
 
 
+def recorded_identity(metrics: dict) -> dict | None:
+    """A finished run's identity as its ``metrics.json`` records it, with settings added since filled with what the
+    run did (:func:`gapkit.train_config.recorded_config`), so that runs made before a new setting stay valid."""
+    identity = metrics.get("identity")
+    if not isinstance(identity, dict):
+        return identity
+    return {**identity, "config": recorded_config(identity.get("config"), metrics.get("device"))}
+
+
 def train_run(profile: Profile, data: AVData, method: str = "adaptive", seed: int | None = None, *,
               out_dir: str | Path | None = None, init_from: str | Path | None = None, device: str | None = None,
               progress: bool = False, dataset: str = "synthetic", force: bool = False, **method_options) -> dict:
@@ -135,7 +145,7 @@ def train_run(profile: Profile, data: AVData, method: str = "adaptive", seed: in
                     discard_folder(item) if item.is_dir() else item.unlink()
         if metrics_path.exists():
             metrics = json.loads(metrics_path.read_text())
-            differences = identity_differences(metrics.get("identity"), identity, "run")
+            differences = identity_differences(recorded_identity(metrics), identity, "run")
             if not differences:
                 return metrics
             raise ValueError(
@@ -157,7 +167,8 @@ def _train(profile, data, config, identity, method, seed, out_dir, init_from, de
         "dataset": dataset, "data": {k: v for k, v in data.info.items() if k != "degradation"},
         "classes": data.classes, "init_from": os.path.relpath(init_from, out_dir) if init_from else None,
         "identity": identity, "environment": environment(device), "versions": versions(),
-        "git_commit": git_commit(), "device": str(resolve_device(device)), "wall_seconds": time.time() - started,
+        "git_commit": git_commit(), "device": str(resolve_device(device)), "precision": trainer.precision,
+        "wall_seconds": time.time() - started,
     }
     atomic_write_text(json.dumps(metrics, indent=1, default=str), metrics_path)
     return metrics

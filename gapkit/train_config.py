@@ -15,6 +15,10 @@ import torch
 from .methods import check_method_options
 
 
+#: the values of ``TrainConfig.precision``
+PRECISIONS = ("auto", "float32", "bf16")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of one training run (the profile fills them; each can be overridden)."""
@@ -36,6 +40,9 @@ class TrainConfig:
     augment: bool = False
     seed: int = 0
     threads: int = 1                 # torch's CPU threads: floating-point results depend on it
+    #: "auto" (bf16 on CUDA, float32 on the CPU), "float32" or "bf16": the dtype of the forward pass (autocast); the
+    #: losses and the gaps are computed in float32 whatever it is (:func:`resolve_precision`)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -67,6 +74,7 @@ class TrainConfig:
         need(self.lr_step_size >= 1, "lr_step_size", "an integer >= 1")
         need(0 < self.lr_gamma <= 1, "lr_gamma", "a number in (0, 1]")
         need(self.threads >= 1, "threads", "an integer >= 1")
+        need(self.precision in PRECISIONS, "precision", "'auto', 'float32' or 'bf16'")
         need(isinstance(self.method_options, dict), "method_options", "a dict")
         check_method_options(self.method, self.method_options)
 
@@ -104,3 +112,24 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     if config.optimizer == "adamw":  # some peers' own optimizer (gapkit.methods.peer_settings)
         return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'sgd', 'adam' or 'adamw'")
+
+
+def resolve_precision(precision: str, device) -> str:
+    """``"float32"`` or ``"bf16"``: what ``precision`` means on ``device`` (``"auto"``: bf16 autocast on CUDA, float32
+    elsewhere, so that a CPU run's numbers stay those of the code before the option existed)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if torch.device(device).type == "cuda" else "float32"
+
+
+def recorded_config(config: dict | None, device: str | None) -> dict | None:
+    """A config as a run folder or checkpoint recorded it, with the settings added since filled with what the run did.
+
+    ``precision`` came after the first runs: those trained in float32, which is what ``"auto"`` gives on the CPU,
+    so a run recorded without it counts as ``"auto"`` when it trained on the CPU (``device``), else as
+    ``"float32"``. Every run made on the CPU before the option existed is thus the run its settings give today.
+    """
+    if not isinstance(config, dict) or "precision" in config:
+        return config
+    cpu = device is None or torch.device(device).type == "cpu"
+    return {**config, "precision": "auto" if cpu else "float32"}

@@ -27,6 +27,7 @@ epoch's end, before anything of that epoch is written.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -42,11 +43,11 @@ from .gap import collect_outputs
 from .io import atomic_save, atomic_savez, atomic_write_text
 from .methods import Context, Method, make_method
 from .mixture import GapMixture
-from .train_config import TrainConfig, learning_rate, make_optimizer
+from .train_config import TrainConfig, learning_rate, make_optimizer, recorded_config, resolve_precision
 
 #: config fields that must agree between a warm-up checkpoint and a run branching from it
 WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
-                 "lr_schedule", "lr_step_size", "lr_gamma", "threads")
+                 "lr_schedule", "lr_step_size", "lr_gamma", "threads", "precision")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -157,7 +158,15 @@ class Trainer:
             if len(split) == 0:
                 raise ValueError(f"the {name} split is empty")
         self.device = resolve_device(device)
+        #: "float32" or "bf16" (autocast of the forward passes): the config's ``precision`` on this device
+        self.precision = resolve_precision(config.precision, self.device)
+        #: channels_last on CUDA, where cuDNN's convolutions are fastest in it; the CPU keeps the default layout
+        self.channels_last = self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels once
         self.model = model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.data = data
         self.config = config
         self.method = make_method(config.method, **config.method_options)
@@ -172,17 +181,29 @@ class Trainer:
     # -- batches ------------------------------------------------------------------------------
     def batches(self, split: str, *, shuffle: bool = False, generator=None, clips=None):
         aug = self.config.augment and split == "train" and shuffle
-        return iterate_batches(self.data.splits()[split], self.config.batch_size, self.device,
-                               shuffle=shuffle, generator=generator, augment=aug, clips=clips)
+        batches = iterate_batches(self.data.splits()[split], self.config.batch_size, self.device,
+                                  shuffle=shuffle, generator=generator, augment=aug, clips=clips)
+        if not self.channels_last:
+            return batches
+        return ((audio.contiguous(memory_format=torch.channels_last), visual, y, index)
+                for audio, visual, y, index in batches)
+
+    def autocast(self):
+        """The context of every forward pass: bf16 autocast under ``precision`` bf16, else nothing. The losses and
+        the gaps cast the logits to float32 (:mod:`gapkit.losses`, :mod:`gapkit.gap`)."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def evaluate(self, split: str):
         """Fused and unimodal outputs over a whole split, in eval mode."""
-        return collect_outputs(self.model, self.batches(split), predict=self.method.predict)
+        with self.autocast():
+            return collect_outputs(self.model, self.batches(split), predict=self.method.predict)
 
     # -- state --------------------------------------------------------------------------------
     def _checkpoint(self, epoch: int, optimizer, history, gaps, best, generator) -> dict:
         return {
-            "epoch": epoch, "config": self.config.to_dict(), "data_key": self.data_key,
+            "epoch": epoch, "config": self.config.to_dict(), "device": str(self.device), "data_key": self.data_key,
             "data_identity": self.data_identity,
             "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
             "history": history, "gaps": gaps, "best": best, "method_state": self.method.state_dict(),
@@ -191,7 +212,7 @@ class Trainer:
         }
 
     def _check_compatible(self, ckpt: dict, path: Path, fields) -> None:
-        theirs = ckpt["config"]
+        theirs = recorded_config(ckpt["config"], ckpt.get("device", str(self.device)))
         mine = self.config.to_dict()
         diff = {k: (theirs.get(k), mine[k]) for k in fields if theirs.get(k) != mine[k]}
         if ckpt.get("data_key") != self.data_key:
@@ -307,7 +328,8 @@ class Trainer:
     def _fit_mixture(self, previous: GapMixture | None) -> tuple[GapMixture, np.ndarray, float]:
         """Algorithm 1's step preamble: collect the gaps of every training clip (eval mode), the method fits Eq. 8."""
         t0 = time.perf_counter()
-        g = collect_outputs(self.model, self.batches("train")).gaps().numpy().astype(np.float32)
+        with self.autocast():
+            g = collect_outputs(self.model, self.batches("train")).gaps().numpy().astype(np.float32)
         mixture = self.method.fit_mixture(g, previous, self.config.seed)
         return mixture, g, time.perf_counter() - t0
 
@@ -325,7 +347,8 @@ class Trainer:
                                                                    clips=ctx.train_clips)):
             wait += time.perf_counter() - t_wait
             ctx.batch_index = index
-            out = self.method.training_step(self.model, audio, visual, y, ctx)
+            with self.autocast():
+                out = self.method.training_step(self.model, audio, visual, y, ctx)
             watch.add(out.loss, i)
             if (i + 1) % self.nonfinite_every == 0:
                 self._raise_if_nonfinite(watch, ctx)

@@ -13,4 +13,4 @@ class Concat(Method):
 
     def training_step(self, model, audio, visual, y, ctx: Context) -> StepOutput:
         logits, logits_a, logits_v = model(audio, visual)
-        return StepOutput(F.cross_entropy(logits, y), logits, logits_a, logits_v)
+        return StepOutput(F.cross_entropy(logits.float(), y), logits, logits_a, logits_v)  # float32 loss
