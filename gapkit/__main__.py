@@ -2,6 +2,7 @@
 
     python -m gapkit train --dataset synthetic --method adaptive --profile default --seed 0 --json
     python -m gapkit train --method adaptive --option gamma=0 --set warmup_epochs=3
+    torchrun --nproc_per_node=2 -m gapkit train --method adaptive --profile paper  # one run, two processes (GPUs)
     python -m gapkit prepare --dataset crema-d --data-root PATH --profile paper
     python -m gapkit verify --data-root PATH
     python -m gapkit paths --profile default --dataset crema-d
@@ -63,6 +64,17 @@ def _skipped(data, command: str) -> str | None:
 
 
 def cmd_train(args) -> int:
+    from . import distributed
+
+    group = distributed.init_from_env(_profile(args).device)  # under torchrun: one run on several processes
+    try:
+        return _train(args, group)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args, group) -> int:
+    from . import distributed
     from .runs import load_data, train_run
     from .io import RunFolderBusy
     from .training import NonFiniteLossError
@@ -73,16 +85,22 @@ def cmd_train(args) -> int:
         raise ValueError(f"--seed {seed}: expected an integer >= 0")
     options = {**profile.peer_options.get(args.method, {}), **dict(args.option)}
     profile.train_config(args.method, seed, **options)  # the method and its options, before any data is read
+    distributed.check_method(args.method, group)
+    main = group is None or group.is_main
     if args.init_from is not None and not Path(args.init_from).is_file():
         raise FileNotFoundError(f"--init-from {args.init_from}: no such file (a run's warmup.pt)")
-    data = load_data(profile, args.dataset, args.data_root, on_error=args.on_error, progress=not args.quiet)
-    skipped = _skipped(data, "train")
+    with distributed.main_first(group):  # rank 0 builds a missing cache, the others read it after
+        data = load_data(profile, args.dataset, args.data_root, on_error=args.on_error,
+                         progress=main and not args.quiet)
+    skipped = _skipped(data, "train") if main else None
     try:
         m = train_run(profile, data, args.method, seed, out_dir=args.out, init_from=args.init_from,
-                      progress=not args.quiet, dataset=args.dataset, force=args.force, **options)
+                      progress=main and not args.quiet, dataset=args.dataset, force=args.force, **options)
     except (RunFolderBusy, NonFiniteLossError) as exc:
         print(f"gapkit train: error: {exc}", file=sys.stderr)
         return 1
+    if not main:
+        return 0
     if args.json:
         json.dump(m, sys.stdout, default=str)
         sys.stdout.write("\n")

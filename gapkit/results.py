@@ -20,7 +20,7 @@ from .paths import EMBEDDED, run_root
 from .profiles import PROFILES, Profile, get_profile
 from .mixture import GapMixture, bic
 from .runs import recorded_identity
-from .training import identity_differences
+from .checkpoints import identity_differences
 
 #: The columns of a run table taken from ``metrics.json``.
 METRIC_COLUMNS = ("test_acc", "test_acc_audio", "test_acc_visual", "val_acc", "best_val_epoch", "last_test_acc",

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .data.base import AVData
 from .models import AVClassifier
 from .paths import project_root, run_root
 from .profiles import Profile
 from .io import LOCK_NAME, atomic_write_text, discard_folder, run_folder_lock
 from .train_config import recorded_config
-from .training import Trainer, identity_differences, resolve_device
+from .checkpoints import identity_differences
+from .training import Trainer, resolve_device
 
 
 def load_data(profile: Profile, dataset: str = "synthetic", data_root=None, *, on_error: str = "raise",
@@ -131,28 +133,53 @@ def train_run(profile: Profile, data: AVData, method: str = "adaptive", seed: in
     split) is this call's; otherwise a ``ValueError`` names each field that differs, with both values.
     ``force=True`` discards that run folder and trains it again. The folder is owned by this process
     while it trains (:func:`gapkit.io.run_folder_lock`): a second process fails at once.
+
+    Under ``torchrun`` (:mod:`gapkit.distributed`) every process calls this; rank 0 owns the folder, decides
+    (reuse, refuse or train) and tells the others, which train with it and write nothing.
     """
     seed = profile.seeds[0] if seed is None else seed
     config = profile.train_config(method, seed, **method_options)
+    group = distributed.current()
+    distributed.check_method(method, group)
     out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, dataset,
                                                                         run_name(method, seed, **method_options))
     identity = run_identity(profile, config, data)
+    train = (profile, data, config, identity, method, seed, out_dir, init_from, device, progress, dataset)
+    if group is not None and not group.is_main:
+        verdict, value = group.broadcast(None)
+        if verdict == "error":
+            raise ValueError(value)
+        return value if verdict == "done" else _train(*train)
     with run_folder_lock(out_dir):
-        metrics_path = out_dir / "metrics.json"
-        if metrics_path.exists() and force:
-            for item in out_dir.iterdir():
-                if not item.name.startswith(LOCK_NAME):
-                    discard_folder(item) if item.is_dir() else item.unlink()
-        if metrics_path.exists():
-            metrics = json.loads(metrics_path.read_text())
-            differences = identity_differences(recorded_identity(metrics), identity, "run")
-            if not differences:
-                return metrics
-            raise ValueError(
-                f"{out_dir} holds a finished run that differs from this one in "
-                + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differences.items())
-                + ". Pass another out_dir (--out) to keep both, or force=True (--force) to train this one again")
-        return _train(profile, data, config, identity, method, seed, out_dir, init_from, device, progress, dataset)
+        try:
+            finished = _finished_run(out_dir, identity, force)
+        except ValueError as err:
+            if group is not None:
+                group.broadcast(("error", str(err)))
+            raise
+        if group is not None:
+            group.broadcast(("done", finished) if finished is not None else ("train", None))
+        return finished if finished is not None else _train(*train)
+
+
+def _finished_run(out_dir: Path, identity: dict, force: bool) -> dict | None:
+    """The metrics of the finished run in ``out_dir`` if it is this one, ``None`` if there is none (or ``force``
+    discarded it), a ``ValueError`` naming every difference if it is another."""
+    metrics_path = out_dir / "metrics.json"
+    if metrics_path.exists() and force:
+        for item in out_dir.iterdir():
+            if not item.name.startswith(LOCK_NAME):
+                discard_folder(item) if item.is_dir() else item.unlink()
+    if not metrics_path.exists():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    differences = identity_differences(recorded_identity(metrics), identity, "run")
+    if not differences:
+        return metrics
+    raise ValueError(
+        f"{out_dir} holds a finished run that differs from this one in "
+        + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in differences.items())
+        + ". Pass another out_dir (--out) to keep both, or force=True (--force) to train this one again")
 
 
 def _train(profile, data, config, identity, method, seed, out_dir, init_from, device, progress, dataset) -> dict:
@@ -160,6 +187,7 @@ def _train(profile, data, config, identity, method, seed, out_dir, init_from, de
     device = device or profile.device
     model = build_model(profile, data.num_classes, seed)
     trainer = Trainer(model, data, config, device=device, out_dir=out_dir, progress=progress)
+    group = trainer.dist
     started = time.time()
     result = trainer.fit(init_from=init_from)
     metrics = {
@@ -170,5 +198,8 @@ def _train(profile, data, config, identity, method, seed, out_dir, init_from, de
         "git_commit": git_commit(), "device": str(resolve_device(device)), "precision": trainer.precision,
         "wall_seconds": time.time() - started,
     }
-    atomic_write_text(json.dumps(metrics, indent=1, default=str), metrics_path)
+    if group is not None:  # one run on several processes (torchrun): recorded next to the device
+        metrics["distributed"] = {"world_size": group.world_size, "backend": group.backend}
+    if trainer.is_main:
+        atomic_write_text(json.dumps(metrics, indent=1, default=str), metrics_path)
     return metrics

@@ -24,6 +24,10 @@ Nothing inside the step loop waits for the device: the loss sum and the correct 
 accumulate there and are read once an epoch, and the non-finite check reads a device
 flag every :data:`NONFINITE_EVERY` steps on a GPU (every step on the CPU) and at the
 epoch's end, before anything of that epoch is written.
+
+Started by ``torchrun``, one run trains on several processes (:mod:`gapkit.distributed`):
+the training split sharded by mini-batch, the gaps gathered so that every process fits
+the same GMM, evaluation and checkpoints on rank 0.
 """
 from __future__ import annotations
 
@@ -37,17 +41,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
+from .checkpoints import WARMUP_FIELDS, check_compatible, checkpoint, restore
+from .checkpoints import identity_differences  # noqa: F401  (re-exported: gapkit.training.identity_differences)
 from .data.base import AVData, data_key
 from .data.batches import iterate_batches
 from .gap import collect_outputs
 from .io import atomic_save, atomic_savez, atomic_write_text
 from .methods import Context, Method, make_method
 from .mixture import GapMixture
-from .train_config import TrainConfig, learning_rate, make_optimizer, recorded_config, resolve_precision
-
-#: config fields that must agree between a warm-up checkpoint and a run branching from it
-WARMUP_FIELDS = ("seed", "warmup_epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
-                 "lr_schedule", "lr_step_size", "lr_gamma", "threads", "precision")
+from .train_config import TrainConfig, learning_rate, make_optimizer, resolve_precision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,19 +75,12 @@ class _NonFiniteWatch:
         self.batch = torch.where(new, batch, self.batch)
         self.value = torch.where(new, loss, self.value)
 
-    def first(self) -> tuple[int, float] | None:
-        batch = int(self.batch)
-        return None if batch < 0 else (batch, float(self.value))
-
-
-def identity_differences(theirs, mine, prefix: str) -> dict:
-    """``{"prefix.field": (theirs, mine)}`` for every leaf where two nested identity dicts differ."""
-    if isinstance(theirs, dict) and isinstance(mine, dict):
-        out = {}
-        for key in sorted(set(theirs) | set(mine)):
-            out.update(identity_differences(theirs.get(key), mine.get(key), f"{prefix}.{key}"))
-        return out
-    return {} if theirs == mine else {prefix: (theirs, mine)}
+    def first(self, group=None) -> tuple[int, float | str] | None:
+        """(batch, loss) of the first non-finite loss so far (over all ranks of ``group``), else None."""
+        batch = int(self.batch) if group is None else group.first_nonfinite(self.batch)
+        if batch < 0:
+            return None
+        return batch, float(self.value) if int(self.batch) == batch else "on another process"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -157,7 +153,12 @@ class Trainer:
         for name, split in data.splits().items():
             if len(split) == 0:
                 raise ValueError(f"the {name} split is empty")
+        #: the multi-process run this trainer is part of (:mod:`gapkit.distributed`), else None
+        self.dist = distributed.current()
+        distributed.check_method(config.method, self.dist)
         self.device = resolve_device(device)
+        if self.dist is not None and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         #: "float32" or "bf16" (autocast of the forward passes): the config's ``precision`` on this device
         self.precision = resolve_precision(config.precision, self.device)
         #: channels_last on CUDA, where cuDNN's convolutions are fastest in it; the CPU keeps the default layout
@@ -171,6 +172,9 @@ class Trainer:
         self.config = config
         self.method = make_method(config.method, **config.method_options)
         self.method.setup(self.model)
+        #: what the training step calls: the model, or DDP around it
+        self.step_model = self.dist.wrap(self.model, self.device) if self.dist is not None else self.model
+        self.is_main = self.dist is None or self.dist.is_main
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.data_identity = data.identity()
@@ -180,9 +184,16 @@ class Trainer:
 
     # -- batches ------------------------------------------------------------------------------
     def batches(self, split: str, *, shuffle: bool = False, generator=None, clips=None):
+        """A split's mini-batches; under DDP, this rank's part of the training split (:mod:`gapkit.distributed`)."""
         aug = self.config.augment and split == "train" and shuffle
-        batches = iterate_batches(self.data.splits()[split], self.config.batch_size, self.device,
-                                  shuffle=shuffle, generator=generator, augment=aug, clips=clips)
+        size, data = self.config.batch_size, self.data.splits()[split]
+        if self.dist is not None and split == "train":
+            pool = torch.arange(len(data)) if clips is None else torch.as_tensor(clips, dtype=torch.long)
+            clips = (distributed.epoch_shard(pool, size, generator, self.dist) if shuffle
+                     else pool[self.dist.fixed_shard(len(pool))])
+            size, shuffle = self.dist.local_batch(size) if shuffle else size, False
+        batches = iterate_batches(data, size, self.device, shuffle=shuffle, generator=generator, augment=aug,
+                                  clips=clips)
         if not self.channels_last:
             return batches
         return ((audio.contiguous(memory_format=torch.channels_last), visual, y, index)
@@ -199,42 +210,6 @@ class Trainer:
         """Fused and unimodal outputs over a whole split, in eval mode."""
         with self.autocast():
             return collect_outputs(self.model, self.batches(split), predict=self.method.predict)
-
-    # -- state --------------------------------------------------------------------------------
-    def _checkpoint(self, epoch: int, optimizer, history, gaps, best, generator) -> dict:
-        return {
-            "epoch": epoch, "config": self.config.to_dict(), "device": str(self.device), "data_key": self.data_key,
-            "data_identity": self.data_identity,
-            "model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-            "history": history, "gaps": gaps, "best": best, "method_state": self.method.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-        }
-
-    def _check_compatible(self, ckpt: dict, path: Path, fields) -> None:
-        theirs = recorded_config(ckpt["config"], ckpt.get("device", str(self.device)))
-        mine = self.config.to_dict()
-        diff = {k: (theirs.get(k), mine[k]) for k in fields if theirs.get(k) != mine[k]}
-        if ckpt.get("data_key") != self.data_key:
-            diff.update(identity_differences(ckpt.get("data_identity"), self.data_identity, "data") or
-                        {"data": (ckpt.get("data_key"), self.data_key)})
-        if "lr_schedule" in fields and "lr_schedule" in theirs and not diff:
-            rates = [(learning_rate(TrainConfig(**theirs), e), learning_rate(self.config, e))
-                     for e in range(self.config.warmup_epochs)]
-            if any(a != b for a, b in rates):
-                diff["warm-up learning rates"] = tuple(list(r) for r in zip(*rates))
-        if diff:
-            raise ValueError(f"checkpoint {path} was made with other settings: "
-                             + ", ".join(f"{k}: {a!r} there, {b!r} here" for k, (a, b) in diff.items()))
-
-    def _restore(self, ckpt: dict, optimizer, generator) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        self.method.load_state_dict(ckpt.get("method_state", {}))
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        generator.set_state(ckpt["rng"]["shuffle"])
-        if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, init_from: str | Path | None = None) -> TrainResult:
@@ -253,19 +228,19 @@ class Trainer:
 
         if last_path is not None and last_path.exists():
             ckpt = torch.load(last_path, map_location=self.device, weights_only=False)
-            self._check_compatible(ckpt, last_path, cfg.to_dict().keys())
+            check_compatible(ckpt, last_path, cfg.to_dict().keys(), cfg, self.data_identity, self.data_key, self.device)
             start, history, gaps, best = ckpt["epoch"], ckpt["history"], ckpt["gaps"], ckpt["best"]
-            self._restore(ckpt, optimizer, generator)
+            restore(ckpt, self.model, optimizer, method, generator)
         elif init_from is not None:
             init_from = Path(init_from)
             ckpt = torch.load(init_from, map_location=self.device, weights_only=False)
-            self._check_compatible(ckpt, init_from, WARMUP_FIELDS)
+            check_compatible(ckpt, init_from, WARMUP_FIELDS, cfg, self.data_identity, self.data_key, self.device)
             if ckpt["epoch"] != cfg.warmup_epochs or not method.two_stage:
                 raise ValueError(f"{init_from} is not the end of a warm-up of {cfg.warmup_epochs} epochs "
                                  f"for a two-stage method (it stops at epoch {ckpt['epoch']})")
             start, gaps, best = ckpt["epoch"], ckpt["gaps"], ckpt["best"]
             history["epochs"], history["gmm"] = ckpt["history"]["epochs"], ckpt["history"]["gmm"]
-            self._restore(ckpt, optimizer, generator)
+            restore(ckpt, self.model, optimizer, method, generator)
 
         mixture = GapMixture.from_dict(history["gmm"][-1], seed=cfg.seed) if history["gmm"] else None
         resets = cfg.reset_optimizer if method.reset_optimizer is None else method.reset_optimizer
@@ -292,16 +267,22 @@ class Trainer:
                           seed=cfg.seed, total_epochs=cfg.total_epochs, mixture=mixture, train_gaps=train_gaps,
                           train_clips=clips, batches_per_epoch=self._batches_per_epoch(clips), optimizer=optimizer)
             record.update(self._train_epoch(optimizer, generator, ctx))
-            record.update(_record_split("val", self.evaluate("val")))
-            record.update(_record_split("test", self.evaluate("test")))
+            if self.dist is not None:
+                self.dist.sync_buffers(self.model)  # every rank holds the model rank 0 evaluates and saves
+            if self.is_main:
+                record.update(_record_split("val", self.evaluate("val")))
+                record.update(_record_split("test", self.evaluate("test")))
             record.update(method.on_epoch_end(self.model, self.data, ctx))
             record["seconds"] = time.perf_counter() - t0
+            if self.dist is not None:
+                record = self.dist.broadcast(record)
             history["epochs"].append(record)
             if selected_epoch(history["epochs"]) == len(history["epochs"]) - 1:  # the one selection rule
                 best = {"epoch": epoch, "val_acc": record["val_acc"],
                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
-            if self.out_dir is not None:
-                ckpt = self._checkpoint(epoch + 1, optimizer, history, gaps, best, generator)
+            if self.out_dir is not None and self.is_main:
+                ckpt = checkpoint(epoch + 1, cfg, self.device, self.data_identity, self.data_key, self.model,
+                                  optimizer, method, history, gaps, best, generator)
                 atomic_save(ckpt, last_path)
                 if method.two_stage and epoch + 1 == cfg.warmup_epochs:
                     atomic_save(ckpt, self.out_dir / "warmup.pt")
@@ -316,13 +297,15 @@ class Trainer:
             gaps.append(g)
         last_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         result = TrainResult(cfg, history, gaps, best["state"], last_state)
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             self._write_outputs(result)
         return result
 
     def _batches_per_epoch(self, clips=None) -> int:
         """Training mini-batches per epoch over ``clips`` (default: all; a final batch of one sample is dropped)."""
         n, b = len(self.data.train) if clips is None else len(clips), self.config.batch_size
+        if self.dist is not None:
+            return n // b  # full global batches only (gapkit.distributed)
         return n // b + (1 if n % b > 1 else 0)
 
     def _fit_mixture(self, previous: GapMixture | None) -> tuple[GapMixture, np.ndarray, float]:
@@ -330,6 +313,9 @@ class Trainer:
         t0 = time.perf_counter()
         with self.autocast():
             g = collect_outputs(self.model, self.batches("train")).gaps().numpy().astype(np.float32)
+        if self.dist is not None:  # each rank's shard, gathered with its indices: every rank fits the same gaps
+            n = len(self.data.train)
+            g = self.dist.gather_gaps(torch.from_numpy(g), self.dist.fixed_shard(n), n)
         mixture = self.method.fit_mixture(g, previous, self.config.seed)
         return mixture, g, time.perf_counter() - t0
 
@@ -348,7 +334,7 @@ class Trainer:
             wait += time.perf_counter() - t_wait
             ctx.batch_index = index
             with self.autocast():
-                out = self.method.training_step(self.model, audio, visual, y, ctx)
+                out = self.method.training_step(self.step_model, audio, visual, y, ctx)
             watch.add(out.loss, i)
             if (i + 1) % self.nonfinite_every == 0:
                 self._raise_if_nonfinite(watch, ctx)
@@ -364,6 +350,9 @@ class Trainer:
                 correct += torch.stack([(lg.argmax(1) == y).sum() for lg in (out.logits, out.logits_a, out.logits_v)])
             t_wait = time.perf_counter()
         self._raise_if_nonfinite(watch, ctx)
+        if self.dist is not None:  # the epoch's sums over the ranks, in one all-reduce
+            total = self.dist.all_sum(torch.cat([loss_sum.view(1), correct.double(), loss_sum.new_tensor([seen])]))
+            loss_sum, correct, seen = total[0], total[1:4].long(), int(total[4])
         acc = (correct.cpu().float() / max(seen, 1)).tolist()
         return {"loss": loss_sum.item() / max(seen, 1), "train_acc": acc[0], "train_acc_audio": acc[1],
                 "train_acc_visual": acc[2], "data_wait_seconds": wait}
@@ -371,7 +360,7 @@ class Trainer:
     def _raise_if_nonfinite(self, watch: "_NonFiniteWatch", ctx: Context) -> None:
         """Reads the device flag (one host sync); a non-finite loss so far stops training, naming its epoch and batch
         and the last good checkpoint (this epoch has written none)."""
-        bad = watch.first()
+        bad = watch.first(self.dist)
         if bad is None:
             return
         batch, value = bad

@@ -67,9 +67,9 @@ def test_nonfinite_check_deferred_names_the_first_bad_batch_and_keeps_the_last_c
     reads = []
     first = training_module._NonFiniteWatch.first
 
-    def counted(self):
+    def counted(self, *args):
         reads.append(1)
-        return first(self)
+        return first(self, *args)
 
     monkeypatch.setattr(Adaptive, "training_step", nan_at_epoch_3_batch_1)
     monkeypatch.setattr(training_module._NonFiniteWatch, "first", counted)
