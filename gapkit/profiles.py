@@ -90,6 +90,10 @@ class Profile:
     device: str = "auto"
     #: runs trained at once by the studies, each in its own process with cores / workers threads
     workers: int = 2
+    #: on GPUs, runs the studies train at once on each visible GPU (each in its own process); 0: as measured by
+    #: benchmarks/bench_gpu.py on a GPU (its result file), 1 while no measurement exists
+    #: (:func:`gapkit.studies.gpu_runs_per_device`)
+    runs_per_gpu: int = 0
     #: options of the peer methods in Table 1 (method -> options); empty: their authors' values
     peer_options: dict = field(default_factory=dict)
     #: how the studies train the peers of Table 1: "authors", each with its authors' optimizer, lr and schedule
@@ -118,7 +122,7 @@ class Profile:
 
         need(isinstance(self.preprocessing, Preprocessing), "preprocessing", "a gapkit.data.base.Preprocessing")
         need(isinstance(self.training, TrainConfig), "training", "a gapkit.train_config.TrainConfig")
-        for name in ("synthetic_clips", "synthetic_seed", "split_seed", "width", "workers"):
+        for name in ("synthetic_clips", "synthetic_seed", "split_seed", "width", "workers", "runs_per_gpu"):
             need(integer(getattr(self, name)), name, "an integer")
         for name in ("synthetic_test_fraction", "val_fraction"):
             need(number(getattr(self, name)), name, "a finite number")
@@ -130,6 +134,7 @@ class Profile:
         need(self.split_seed >= 0, "split_seed", "an integer >= 0")
         need(self.width >= 1, "width", "an integer >= 1")
         need(self.workers >= 1, "workers", "an integer >= 1")
+        need(self.runs_per_gpu >= 0, "runs_per_gpu", "an integer >= 0 (0: as measured on a GPU, else 1)")
         need(isinstance(self.seeds, tuple) and len(self.seeds) > 0
              and all(integer(s) and s >= 0 for s in self.seeds), "seeds", "one or more integers >= 0, e.g. 0,1,2")
         for name in ("peer_seeds", "study_seeds"):

@@ -125,7 +125,7 @@ def train_command(spec: RunSpec, profile: Profile, dataset: str = EMBEDDED, resu
     args = ["python", "-m", "gapkit", "train", "--profile", profile.name, "--dataset", dataset,
             "--method", spec.method, "--seed", str(spec.seed)]
     for key, value in mine.items():
-        if value != base[key] and key not in ("device", "workers"):
+        if value != base[key] and key not in ("device", "workers", "runs_per_gpu"):
             args += ["--set", f"{key}={_cli_value(value)}"]
     for key, value in spec.options.items():
         args += ["--option", f"{key}={_cli_value(value)}"]

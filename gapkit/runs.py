@@ -96,10 +96,12 @@ def environment(device: str = "auto") -> dict:
     from . import __version__, paths
 
     cuda = torch.cuda.is_available()
+    run_device = resolve_device(device)
     return {
         "gapkit": __version__, "git_commit": git_commit(), **versions(),
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "device": str(resolve_device(device)), "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "device": str(run_device),
+        "gpu": torch.cuda.get_device_name(run_device if run_device.type == "cuda" else 0) if cuda else None,
         "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
         "locations": {kind: str(paths.root(kind)) for kind in ("data", "cache", "results")},

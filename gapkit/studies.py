@@ -29,6 +29,7 @@ missing, and a run shared by two tables is trained once:
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -41,10 +42,9 @@ from .runs import run_name, train_run
 from .methods.peer_settings import peer_overrides
 from .paper import (ABLATIONS, ADAM_LR, BASELINE_AND_OURS, CONTROL_METHODS, OPTIMIZER_SETTINGS, READINGS,
                     TABLE1_LABELS, TABLE1_ROWS, WEIGHT_CONTROLS)
-from .paths import EMBEDDED, run_root
+from .paths import EMBEDDED, project_root, run_root
 from .profiles import Profile
 from .results import RunSpec, read_runs
-from .training import resolve_device
 
 
 def _seeds(profile: Profile, seeds) -> list[int]:
@@ -132,15 +132,80 @@ def plan_optimizers(profile: Profile, seeds=None, adam_lr: float = ADAM_LR) -> l
 
 # ---------------------------------------------------------------------------------------------- running them
 
+#: bench_gpu.py's result on a CUDA device (``python benchmarks/bench_gpu.py``), read for :func:`gpu_runs_per_device`
+GPU_MEASUREMENT = Path("benchmarks") / "results" / "gpu_cuda.json"
+#: the fewest concurrent runs whose measured throughput is within this share of the best level's
+GPU_THROUGHPUT_SHARE = 0.95
+
+
+def gpu_runs_per_device(measurement: Path | None = None) -> tuple[int, str]:
+    """How many runs to train at once on one GPU, and why: from bench_gpu.py's throughput of 1, 2, 4, 8 concurrent
+    runs (``measurement``, default :data:`GPU_MEASUREMENT` in the checkout), the fewest runs within
+    :data:`GPU_THROUGHPUT_SHARE` of the best throughput, for every method measured (the largest of theirs).
+    Without a measurement: 1, and the reason says that none exists (no guess)."""
+    path = measurement if measurement is not None else project_root() / GPU_MEASUREMENT
+    try:
+        concurrency = json.loads(Path(path).read_text()).get("concurrency") or {}
+    except (OSError, ValueError):
+        return 1, f"no GPU measurement ({GPU_MEASUREMENT} is absent): one run per GPU"
+    best = []
+    for method, rows in concurrency.items():
+        if method == "levels" or not isinstance(rows, list):
+            continue
+        rows = [r for r in rows if isinstance(r, dict) and r.get("clips_per_second")]
+        if rows:
+            top = max(r["clips_per_second"] for r in rows)
+            best.append(min(r["processes"] for r in rows if r["clips_per_second"] >= GPU_THROUGHPUT_SHARE * top))
+    if not best:
+        return 1, f"{path} holds no measured concurrency level: one run per GPU"
+    return max(best), f"measured by bench_gpu.py ({path})"
+
+
+def runs_per_gpu_note(profile: Profile) -> str:
+    if profile.runs_per_gpu:
+        return "the profile's runs_per_gpu"
+    return gpu_runs_per_device()[1]
+
+
+def visible_gpus() -> int:
+    """The CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applies)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def worker_slots(device: str, workers: int, runs_per_gpu: int = 0, gpus: int | None = None) -> list[tuple[str, int]]:
+    """Where a study's runs train: ``[(device, runs at once)]``, one entry per worker pool.
+
+    On the CPU one pool of ``workers`` processes on ``device``. On CUDA (``"auto"`` with a
+    GPU, or ``"cuda"``) one pool per visible GPU (``gpus``, default :func:`visible_gpus`), ``"cuda:<i>"``, each of
+    ``runs_per_gpu`` processes (0: :func:`gpu_runs_per_device`); ``"cuda:<i>"`` names one GPU, the only one used.
+    """
+    if gpus is None:
+        gpus = visible_gpus()
+    kind = "cuda" if device == "auto" and gpus > 0 else device
+    if not str(kind).startswith("cuda"):
+        return [(device, max(1, workers))]
+    per = runs_per_gpu if runs_per_gpu > 0 else gpu_runs_per_device()[0]
+    if ":" in str(kind):
+        return [(str(kind), per)]
+    if gpus < 1:
+        raise ValueError(f"device {device!r}: no CUDA device is visible")
+    return [(f"cuda:{i}", per) for i in range(gpus)]
+
+
 def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: str = EMBEDDED, results_root=None,
-            device: str | None = None, progress: bool = False, log=print, workers: int | None = None) -> pd.DataFrame:
+            device: str | None = None, progress: bool = False, log=print, workers: int | None = None,
+            runs_per_gpu: int | None = None) -> pd.DataFrame:
     """Train every run of ``specs`` that is not finished yet (parents first), and return the run table
     (:func:`gapkit.results.read_runs`).
 
     Full runs are queued first, then the runs branching from their warm-ups. On the CPU, ``workers`` runs
     (default: the profile's) train at once, each in its own process with the profile's ``threads``
     (a run's setting, recorded with it: its numbers depend on its own thread count, never on which other
-    runs share the machine; README, Speed).
+    runs share the machine; README, Speed). On GPUs, ``runs_per_gpu`` runs (default: the profile's,
+    :func:`gpu_runs_per_device`) train at once on each visible GPU, each GPU with its own pool of worker
+    processes (:func:`worker_slots`); a worker loads the data itself from the memory-mapped cache.
     ``log`` gets one line per run (``None``: silent); ``progress`` shows a bar over the runs to train and, with
     one worker, a bar per run's epochs (widgets in a notebook, text in a terminal).
     """
@@ -148,21 +213,22 @@ def execute(specs: list[RunSpec], profile: Profile, data: AVData, *, dataset: st
     jobs = _with_parents(specs)
     for job in jobs:  # every run's settings (overrides, method, options) checked before the first one trains
         job.config(profile)
-    workers = profile.workers if workers is None else workers
-    if resolve_device(device or profile.device).type != "cpu":
-        workers = 1
+    slots = worker_slots(device or profile.device, profile.workers if workers is None else workers,
+                         profile.runs_per_gpu if runs_per_gpu is None else runs_per_gpu)
     todo = [j for j in jobs if not (root / j.name / "metrics.json").exists()]
     todo.sort(key=lambda j: j.parent is not None)  # full runs first, then the branches of their warm-ups
     if log:
+        if todo and str(slots[0][0]).startswith("cuda"):
+            log(f"{len(slots)} GPU(s), {slots[0][1]} run(s) at once on each ({runs_per_gpu_note(profile)})")
         for job in todo:
             log(f"training {job.name} ({job.study}: {job.variant})"
                 + (f", branching from {job.parent}/warmup.pt" if job.parent else ""))
     with tqdm(total=len(todo), desc="runs", unit="run", disable=not (progress and todo)) as bar:
-        if workers > 1 and len(todo) > 1:
-            _train_in_pool(todo, profile, data, root, dataset, device, workers, log, bar)
+        if sum(n for _, n in slots) > 1 and len(todo) > 1:
+            _train_in_pools(todo, profile, data, root, dataset, slots, log, bar)
         else:
             for job in todo:
-                _log_done(job, _train(job, profile, data, root, dataset, device, progress), log)
+                _log_done(job, _train(job, profile, data, root, dataset, slots[0][0], progress), log)
                 bar.update()
     return read_runs(specs, profile, dataset=dataset, results_root=results_root, data=data)
 
@@ -195,47 +261,82 @@ def _log_done(job: RunSpec, metrics: dict, log) -> None:
             f"at the last")
 
 
-_WORKER_DATA: AVData | None = None
+_WORKER: dict = {}
 
 
-def _start_worker(data: AVData) -> None:
-    global _WORKER_DATA
-    _WORKER_DATA = data
+def _start_worker(data: AVData | None, source: dict | None, data_key: str | None, device: str) -> None:
+    """A worker process's set-up: its device (a GPU of its own pool) and its data, loaded from the memory-mapped
+    cache by the worker itself where the parent's data came from it (:attr:`AVData.source`), else as sent."""
+    from .data import reload_dataset
+
+    if device.startswith("cuda:"):
+        import torch
+        torch.cuda.set_device(torch.device(device))
+    _WORKER.update(data=data if source is None else reload_dataset(source, data_key), device=device)
 
 
-def _train_in_worker(job: RunSpec, profile: Profile, root: Path, dataset: str, device) -> dict:
-    return _train(job, profile, _WORKER_DATA, root, dataset, device, False)
+def _train_in_worker(job: RunSpec, profile: Profile, root: Path, dataset: str) -> dict:
+    return _train(job, profile, _WORKER["data"], root, dataset, _WORKER["device"], False)
 
 
-def _train_in_pool(todo: list[RunSpec], profile: Profile, data: AVData, root: Path, dataset: str, device,
-                   workers: int, log, bar) -> None:
-    """Train ``todo`` in ``workers`` fresh processes, each run as soon as its parent's warm-up exists (so that no
-    process waits for a whole wave to end); the first failure stops the pool and is raised with the run's name."""
+def worker_data(data: AVData) -> tuple:
+    """What a worker process receives to get the data: ``(None, source, data_key)`` for data loaded from the cache
+    (the worker loads it itself: no tensors pickled through a pipe per process), ``(data, None, None)`` for data
+    built in memory."""
+    if data.source is not None and "data_key" in data.info:
+        return None, data.source, data.info["data_key"]
+    return data, None, None
+
+
+def free_pool(running: list[int], capacity: list[int]) -> int | None:
+    """The pool a ready run goes to: the one with the most free places (the first on a tie), ``None`` when full."""
+    free = [c - r for r, c in zip(running, capacity)]
+    best = max(range(len(free)), key=lambda k: (free[k], -k))
+    return best if free[best] > 0 else None
+
+
+def _train_in_pools(todo: list[RunSpec], profile: Profile, data: AVData, root: Path, dataset: str,
+                    slots: list[tuple[str, int]], log, bar) -> dict[str, str | None]:
+    """Train ``todo`` in fresh processes: one pool of ``n`` worker processes for each ``(device, n)`` of ``slots``,
+    each run in the pool with the most free places as soon as its parent's warm-up exists (so that no process waits
+    for a whole wave to end); the first failure stops the pools and is raised with the run's name. Returns each
+    run's device (its pool's)."""
     context = multiprocessing.get_context("spawn")  # no fork of a process whose thread pools are running
     waiting = {job.parent for job in todo if job.parent is not None} & {job.name for job in todo}
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(data,)) as pool:
-        running = {}
-        pending = list(todo)
-
+    sent = worker_data(data)
+    pools = [ProcessPoolExecutor(n, mp_context=context, initializer=_start_worker, initargs=(*sent, device))
+             for device, n in slots]
+    capacity, busy, placed = [n for _, n in slots], [0] * len(slots), {}
+    running: dict = {}
+    pending = list(todo)
+    try:
         def submit_ready():
             for job in [j for j in pending if j.parent not in waiting]:
+                k = free_pool(busy, capacity)
+                if k is None:
+                    return
                 pending.remove(job)
-                running[pool.submit(_train_in_worker, job, profile, root, dataset, device)] = job
+                busy[k] += 1
+                placed[job.name] = slots[k][0]
+                running[pools[k].submit(_train_in_worker, job, profile, root, dataset)] = (job, k)
 
         submit_ready()
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                job = running.pop(future)
+                job, k = running.pop(future)
+                busy[k] -= 1
                 try:
                     _log_done(job, future.result(), log)
                 except BaseException as err:
-                    pool.shutdown(wait=True, cancel_futures=True)
                     raise RuntimeError(f"run {job.name} failed: {err}") from err
                 bar.update()
                 waiting.discard(job.name)
             submit_ready()
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return placed
 
 
 def warmup_runs(profile: Profile, data: AVData, seeds=None, **kw) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from .media import ListingError, MediaError
 
 
 __all__ = ["DATASETS", "AVData", "AVSplit", "ListingError", "MediaError", "Preprocessing", "carve_validation",
-           "load_dataset"]
+           "load_dataset", "reload_dataset"]
 
 
 def carve_validation(labels, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -195,7 +195,11 @@ def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Pr
         return AVSplit(cached.audio[index], cached.visual[index], cached.labels[index],
                        [cached.clips[i] for i in positions[part]])
 
-    data = AVData(subset("train"), subset("val"), subset("test"), list(corpus.classes))
+    source = {"dataset": dataset, "data_root": str(root), "preprocessing": preprocessing.to_dict(),
+              "synthetic": extra["synthetic"] if dataset == "synthetic" else None, "val_fraction": val_fraction,
+              "split_seed": split_seed, "split": split, "splits_dir": None if splits_dir is None else str(splits_dir),
+              "cache_root": str(Path(cached.path).parent), "on_error": on_error}
+    data = AVData(subset("train"), subset("val"), subset("test"), list(corpus.classes), source=source)
     identity = data_identity(dataset, cached, data, split=split, split_seed=split_seed,
                              val_fraction=val_fraction if val_source != "corpus" else None)
     data.info = {
@@ -211,4 +215,22 @@ def load_dataset(dataset: str, data_root=None, preprocessing: Preprocessing = Pr
         from .synthetic import read_degradation
         loaded = {c for s in data.splits().values() for c in s.clips}
         data.info["degradation"] = {c: k for c, k in read_degradation(root).items() if c in loaded}
+    return data
+
+
+def reload_dataset(source: dict, data_key_expected: str | None = None) -> AVData:
+    """The data :func:`load_dataset` made with the arguments ``source`` (:attr:`AVData.source`), loaded again from
+    its cache, e.g. by a worker process instead of receiving the tensors from its parent. With
+    ``data_key_expected`` (the first load's ``info["data_key"]``), data that came out otherwise is an error."""
+    args = dict(source)
+    args["preprocessing"] = Preprocessing(**args["preprocessing"])
+    if args.get("synthetic") is not None:
+        from .synthetic import SyntheticSpec
+        names = {f.name for f in dataclasses.fields(SyntheticSpec)}
+        args["synthetic"] = SyntheticSpec(**{k: v for k, v in args["synthetic"].items() if k in names})
+    data = load_dataset(args.pop("dataset"), args.pop("data_root"), args.pop("preprocessing"), **args)
+    if data_key_expected is not None and data.info["data_key"] != data_key_expected:
+        raise RuntimeError(f"{source['dataset']} loaded again from {source['cache_root']} is not the data loaded "
+                           f"first (data key {data.info['data_key']}, expected {data_key_expected}): did the corpus "
+                           f"or its cache change in between?")
     return data

@@ -113,6 +113,9 @@ class AVData:
     test: AVSplit
     classes: list[str]
     info: dict = field(default_factory=dict)
+    #: how :func:`gapkit.data.load_dataset` made it (its arguments, plain data), so that another process can load the
+    #: same data itself from the cache (:func:`gapkit.data.reload_dataset`); ``None`` for data built in memory
+    source: dict | None = None
 
     def identity(self) -> dict:
         """What the data is, wherever it lies: ``info["identity"]`` for a loaded corpus
