@@ -31,8 +31,8 @@ also warms the device up for the trainer's: cuDNN's kernel choice, the allocator
 
 * ``fixed_batch``: the ceiling of one process. The method's training step (``Method.training_step``, gapkit's
   model and losses), backward and SGD step on one mini-batch already on the device, ``--steps`` steps after
-  ``--warmup-steps``, with no host sync in the loop (the loss's own may still sync: the adaptive loss's GMM
-  posteriors copy the GMM's parameters to the device). ``clips_per_second`` = batch * steps / wall seconds.
+  ``--warmup-steps``, with no host sync in the loop (the GMM's parameters are copied to the device once, at the
+  first step). ``clips_per_second`` = batch * steps / wall seconds.
 * ``trainer``: the real code path, ``gapkit.training.Trainer.fit`` with ``out_dir=None`` (no checkpoints): for
   concat ``--epochs`` epochs; for adaptive one adaptive step of ``--epochs`` epochs without warm-up (a warm-up
   epoch costs what a concat epoch costs), so its epochs include the gap collection over the training set and the
@@ -54,7 +54,8 @@ also warms the device up for the trainer's: cuDNN's kernel choice, the allocator
   each a separate process (multiprocessing spawn, started once; the first N of them take part in the level-N
   measurement), each training the method on its own pool of ``--pool-clips`` clips with gapkit's batch path
   (``iterate_batches``: gather, the profile's augmentation, copy, normalisation), the method's training step,
-  backward and SGD step and one host sync per step (``loss.item()``, as the trainer's loop has): after
+  backward and SGD step and one host sync per step (``loss.item()``, as the trainer's loop had before it kept its
+  sums on the device: a conservative measure): after
   ``--warmup-steps`` steps, a barrier, then steps for ``--seconds``. ``clips_per_second`` = sum over processes of
   their clips / the span from the first start to the last end; ``x_one`` its ratio to one process.
   ``peak_memory_bytes`` per process.
@@ -63,9 +64,13 @@ also warms the device up for the trainer's: cuDNN's kernel choice, the allocator
 30 warm-up epochs at concat's epoch time + 40 adaptive epochs (4 steps of 10) at the adaptive epoch time without
 its GMM + 5 gap collections and fits. Sequential, one run at a time, no checkpoint writing.
 
-``--amp``: bf16 autocast around the methods' training steps (forward and loss; backward outside), all sections;
-evaluation and gap collection stay float32, as the trainer has no autocast. ``--channels-last``: the model in
-channels_last memory format (gapkit's trainer does not do it). Both off by default: gapkit's code path as it is.
+The ``trainer`` and ``real_loop`` sections run gapkit's trainer as it is: its ``precision`` setting (the
+profile's; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU; ``--set precision=float32``
+to turn it off) covers its training steps, evaluation and gap collection, and the JSON records it per method
+(``trainer_precision``). ``--amp``: bf16 autocast around the methods' training steps (forward and loss;
+backward outside) in the ``fixed_batch`` and ``concurrency`` sections, which call the steps themselves (and in
+the trainer's, where its own precision is float32). ``--channels-last``: the model in channels_last memory format
+in those sections (the trainer sets it itself on CUDA). Both off by default.
 
 The whole run stays inside ``--budget`` seconds (default 420): a section that would not fit is skipped and says
 so (``skipped``). Results: ``--out`` (default ``benchmarks/results/gpu_<device>.json``) and the Markdown table
@@ -451,7 +456,8 @@ def bench_method(name: str, profile, args, data: AVData, device) -> dict:
     config = train_config(profile, name, args.epochs)
     trainer = TimedTrainer(make_model(profile, device, args.channels_last), data, config, device=device,
                            out_dir=None, progress=False)
-    out = {"config": config.to_dict()}
+    out = {"config": config.to_dict(), "trainer_precision": trainer.precision,
+           "trainer_channels_last": trainer.channels_last}
     reset_peak(device)
     out["fixed_batch"] = {**fixed_batch(trainer.model, trainer.method, config, data, device, args.steps,
                                         args.warmup_steps, args.amp), **peak_memory(device)}
