@@ -5,13 +5,13 @@ torchvision, torchaudio, scikit-learn and numpy, nothing else, and gapkit need n
 
     cp -r <checkout> /some/where && cd /some/where        # or any copy of the repository
     python3 benchmarks/bench_gpu.py                        # -> benchmarks/results/gpu_cuda.json and .md
-    python3 benchmarks/bench_gpu.py --amp --concurrency 1,2,4 --out /tmp/gpu_bf16.json
+    python3 benchmarks/bench_gpu.py --amp --concurrency 1,2,4 --out out/gpu_bf16.json
 
 A tiny CPU run of the same program (the test suite's; seconds):
 
     python3 benchmarks/bench_gpu.py --device cpu --clips 64 --width 4 --frames 1 --frame-size 32 \\
         --set sample_rate=8000 clip_seconds=1.0 n_fft=62 hop_length=125 --batch-size 8 --steps 2 \\
-        --seconds 1 --concurrency 1,2 --out /tmp/gpu_cpu.json
+        --seconds 1 --concurrency 1,2 --out out/gpu_cpu.json
 
 The script puts the repository root on ``sys.path`` itself. gapkit's data package imports media decoders at module
 level (``gapkit/data/__init__.py`` -> ``cache`` -> ``media``: PyAV and soundfile; ``cache`` and the trainer: tqdm);

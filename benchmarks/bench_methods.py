@@ -1,7 +1,7 @@
 """Training time per epoch of every registered method, relative to concat, measured side by side.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_methods.py                       # default profile, all methods
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_methods.py --profile smoke --repeats 2 --out /tmp/bench
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_methods.py --profile smoke --repeats 2 --out out/bench
 
 Checks the requirement "a method may add at most the work its paper describes": in one process,
 on one copy of the data, with one seed and one torch thread count, every method (``--methods a,b``

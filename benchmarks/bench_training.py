@@ -1,7 +1,7 @@
 """Speed of one full run (warm-up + adaptive) per profile on this machine.
 
     python benchmarks/bench_training.py --profile smoke default [--threads 2] [--out benchmarks/results]
-    OMP_NUM_THREADS=1 python benchmarks/bench_training.py --profile smoke --parallel-seconds 1 --out /tmp/bench
+    OMP_NUM_THREADS=1 python benchmarks/bench_training.py --profile smoke --parallel-seconds 1 --out out/bench
 
 Reports, per profile: the wall time of a complete adaptive run and of a concat run
 (data already cached), training throughput in samples per second (training clips per second of
