@@ -27,8 +27,8 @@ for training. Ten seeds for Table 1's concat, the paper's method and its control
 ablations: the paired comparisons the claims are decided on (with five, one run of the paper's method
 whose visual branch started late widened each of them past 3 points); five for Table 3 and the readings
 of Algorithm 1 (``study_seeds``); three for the peers (``peer_seeds``). Two runs train at once
-(``workers``), one thread each (``threads``: part of every run's settings). Its peers train with these same settings (``peer_settings="shared"``),
-since their authors' rates, 1e-4 to 2e-3 set for 100 epochs, are at or below the 2e-3 that is
+(``workers``), one thread each (``threads``: part of every run's settings). Its peers train with these
+same settings (``peer_settings="shared"``), since their authors' rates, 1e-4 to 2e-3 set for 100 epochs, are at or below the 2e-3 that is
 already too slow here; the ``paper`` profile gives each peer its authors' optimizer, lr and schedule
 (``peer_settings="authors"``). Its run time on 2 CPU cores is in the README (Speed).
 """

@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoints import WARMUP_FIELDS, check_compatible, checkpoint, restore
-from .checkpoints import identity_differences  # noqa: F401  (re-exported: gapkit.training.identity_differences)
 from .data.base import AVData, data_key
 from .data.batches import iterate_batches
 from .gap import collect_outputs
