@@ -6,13 +6,14 @@
 
 mutmut (pinned below, installed into this environment when missing; not part of the test extra)
 rewrites one expression at a time in ``gapkit/losses.py``, ``mixture.py``, ``gap.py``, ``training.py``
-and ``methods/adaptive.py`` and runs the tests that execute the mutated function (from the test files
-in :data:`TESTS`). A mutant is *killed* when a test fails, *survives* when every test passes. The score
-is killed / (killed + survived + timeout): timeouts count against it, as a mutant that makes training
-loop forever is still noticed only by the clock.
+and ``methods/adaptive.py`` and, for each mutant, runs those tests of the module's test files
+(:data:`MODULES`: the files that test it, fast ones first) that execute the mutated function. A mutant is
+*killed* when a test fails, *survives* when every test passes. The score is killed / (killed + survived +
+timeout): timeouts count against it, as a mutant that makes training loop forever is still noticed only
+by the clock.
 
-It runs in a copy of the tree (``--workdir``, by default in the temporary folder) so that the checkout
-is never touched, niced, one mutant at a time, one torch thread. Results: ``benchmarks/results/
+Each module runs in its own copy of the tree (``--workdir``/<module>, by default in the temporary folder)
+so that the checkout is never touched, one mutant at a time, one torch thread. Results: ``benchmarks/results/
 mutation.json`` (counts per module, every surviving mutant's diff) and ``mutation.md`` (the same as a
 table, with an explanation for each survivor from :data:`EXPLAINED` where one is recorded). Not run in
 CI: it is slow.
@@ -34,11 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MUTMUT = "mutmut==3.8.1"
-MODULES = {"losses": "gapkit/losses.py", "mixture": "gapkit/mixture.py", "gap": "gapkit/gap.py",
-           "training": "gapkit/training.py", "adaptive": "gapkit/methods/adaptive.py"}
-#: the test files whose tests mutmut may run (only those that execute a mutated function run for its mutants)
-TESTS = ["tests/test_equations.py", "tests/test_mixture.py", "tests/test_training.py",
-         "tests/test_training_observed.py"]
+#: module -> (its file, the test files whose tests may run for its mutants)
+MODULES = {
+    "losses": ("gapkit/losses.py", ["tests/test_equations.py", "tests/test_training_observed.py"]),
+    "gap": ("gapkit/gap.py", ["tests/test_equations.py", "tests/test_training_observed.py",
+                              "tests/test_readings.py"]),
+    "mixture": ("gapkit/mixture.py", ["tests/test_mixture.py", "tests/test_equations.py",
+                                      "tests/test_device_steps.py", "tests/test_readings.py"]),
+    "adaptive": ("gapkit/methods/adaptive.py", ["tests/test_equations.py", "tests/test_training_observed.py",
+                                                "tests/test_training.py", "tests/test_readings.py"]),
+    "training": ("gapkit/training.py", ["tests/test_training.py", "tests/test_training_observed.py",
+                                        "tests/test_device_steps.py"]),
+}
 
 
 #: why a surviving mutant is not a missing test: equivalent code, or behaviour no test should pin
@@ -63,8 +71,9 @@ def ensure_mutmut() -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", MUTMUT], check=True)
 
 
-def prepare(workdir: Path, modules: list[str]) -> None:
-    """A copy of the package and the tests, with mutmut's configuration in setup.cfg."""
+def prepare(workdir: Path, module: str) -> None:
+    """A copy of the package and the tests, with mutmut's configuration for one module in setup.cfg."""
+    path, tests = MODULES[module]
     workdir.mkdir(parents=True, exist_ok=True)
     for name in ("gapkit", "tests"):
         target = workdir / name
@@ -72,75 +81,75 @@ def prepare(workdir: Path, modules: list[str]) -> None:
             shutil.rmtree(target)
         shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy2(ROOT / "pyproject.toml", workdir / "pyproject.toml")
-    lines = ["[mutmut]", "source_paths = gapkit/", "only_mutate =",
-             *[f"    {MODULES[m]}" for m in modules],
-             "pytest_add_cli_args_test_selection =", *[f"    {t}" for t in TESTS],
+    lines = ["[mutmut]", "source_paths = gapkit/", "only_mutate =", f"    {path}",
+             "pytest_add_cli_args_test_selection =", *[f"    {t}" for t in tests],
              "pytest_add_cli_args =", "    -p", "    no:cacheprovider", "    -q",
              "process_isolation = forkserver", "use_git_change_detection = false", ""]
     (workdir / "setup.cfg").write_text("\n".join(lines))
 
 
-def run(workdir: Path, modules: list[str], env: dict) -> None:
-    for m in modules:
-        pattern = MODULES[m][:-3].replace("/", ".") + ".*"
-        t0 = time.perf_counter()
-        print(f"mutmut run {pattern}", flush=True)
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", pattern], cwd=workdir,
-                       env=env, check=False)
-        print(f"  {m}: {time.perf_counter() - t0:.0f} s", flush=True)
+def run(workdir: Path, module: str, env: dict) -> float:
+    """mutmut over one module's mutants; returns the seconds it took."""
+    pattern = MODULES[module][0][:-3].replace("/", ".") + ".*"
+    t0 = time.perf_counter()
+    print(f"mutmut run {pattern}", flush=True)
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", pattern], cwd=workdir,
+                   env=env, check=False)
+    seconds = time.perf_counter() - t0
+    print(f"  {module}: {seconds:.0f} s", flush=True)
+    return seconds
 
 
-def collect(workdir: Path, env: dict) -> dict:
-    """Every mutant's status from mutmut's meta files, and the diff of each survivor."""
-    out = {m: {"mutants": 0, "counts": {}, "survivors": []} for m in MODULES}
-    for m, path in MODULES.items():
-        meta = workdir / "mutants" / (path + ".meta")
-        if not meta.exists():
-            del out[m]
-            continue
-        from mutmut.stats import status_by_exit_code
+def collect(workdir: Path, module: str, env: dict) -> dict | None:
+    """Every mutant's status from mutmut's meta file of one module, and the diff of each survivor;
+    None when the module has not been run."""
+    path, tests = MODULES[module]
+    meta = workdir / "mutants" / (path + ".meta")
+    if not meta.exists():
+        return None
+    from mutmut.stats import status_by_exit_code
 
-        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-        tested = {k: v for k, v in codes.items() if v is not None}
-        if not tested:
-            del out[m]
-            continue
-        entry = out[m]
-        entry["mutants"] = len(codes)
-        entry["untested"] = len(codes) - len(tested)
-        for key, code in sorted(tested.items()):
-            status = status_by_exit_code[code]
-            entry["counts"][status] = entry["counts"].get(status, 0) + 1
-            if status in ("survived", "timeout", "no tests"):
-                diff = subprocess.run([sys.executable, "-m", "mutmut", "show", key], cwd=workdir, env=env,
-                                      capture_output=True, text=True).stdout
-                entry["survivors"].append({"mutant": key, "status": status, "diff": diff.strip(),
-                                           "explanation": EXPLAINED.get(key)})
-        c = entry["counts"]
-        decided = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
-        entry["score"] = round(c.get("killed", 0) / decided, 4) if decided else None
-    return out
+    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    tested = {k: v for k, v in codes.items() if v is not None}
+    if not tested:
+        return None
+    entry = {"file": path, "tests": tests, "mutants": len(codes), "untested": len(codes) - len(tested),
+             "counts": {}, "survivors": []}
+    for key, code in sorted(tested.items()):
+        status = status_by_exit_code[code]
+        entry["counts"][status] = entry["counts"].get(status, 0) + 1
+        if status in ("survived", "timeout", "no tests"):
+            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", key], cwd=workdir, env=env,
+                                  capture_output=True, text=True).stdout
+            entry["survivors"].append({"mutant": key, "status": status, "diff": diff.strip(),
+                                       "explanation": EXPLAINED.get(key)})
+    c = entry["counts"]
+    decided = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
+    entry["score"] = round(c.get("killed", 0) / decided, 4) if decided else None
+    return entry
 
 
 def write(results: dict, out_dir: Path, seconds: float | None) -> None:
     from _bench_common import machine, write_atomic
 
-    payload = {"tool": MUTMUT, "tests": TESTS, "modules": results, "machine": machine(), "seconds": seconds}
+    payload = {"tool": MUTMUT, "modules": results, "machine": machine(), "seconds": seconds}
     write_atomic(json.dumps(payload, indent=1), out_dir / "mutation.json")
     lines = ["# Mutation testing of the core modules", "",
-             f"{MUTMUT}, tests: {', '.join(TESTS)}. Score = killed / (killed + survived + timeout), over the "
-             "mutants tested so far (a run stopped early leaves the rest untested; rerunning continues).", "",
-             "| module | mutants tested (of all) | killed | survived | timeout | no tests | score |",
-             "| :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"{MUTMUT}. Score = killed / (killed + survived + timeout), over the mutants tested so far (a run "
+             "stopped early leaves the rest untested; rerunning continues). Each module's mutants run the tests "
+             "of its test files that execute the mutated function.", "",
+             "| module | test files | mutants tested (of all) | killed | survived | timeout | no tests | score |",
+             "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for m, e in results.items():
         c = e["counts"]
         score = "" if e["score"] is None else f"{100 * e['score']:.1f}%"
-        lines.append(f"| {MODULES[m]} | {sum(c.values())} of {e['mutants']} | {c.get('killed', 0)} | {c.get('survived', 0)} | "
+        tests = ", ".join(t.removeprefix("tests/") for t in e["tests"])
+        lines.append(f"| {e['file']} | {tests} | {sum(c.values())} of {e['mutants']} | {c.get('killed', 0)} | {c.get('survived', 0)} | "
                      f"{c.get('timeout', 0)} | {c.get('no tests', 0)} | {score} |")
     for m, e in results.items():
         if not e["survivors"]:
             continue
-        lines += ["", f"## Survivors in {MODULES[m]}", ""]
+        lines += ["", f"## Survivors in {e['file']}", ""]
         for s in e["survivors"]:
             lines += [f"### {s['mutant']} ({s['status']})", "",
                       f"{s['explanation'] or 'Not yet explained.'}", "", "```diff", s["diff"], "```", ""]
@@ -156,17 +165,18 @@ def main() -> int:
     args = parser.parse_args()
     ensure_mutmut()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    seconds = None
+    previous = args.out / "mutation.json"
+    seconds = json.loads(previous.read_text()).get("seconds") or {} if previous.exists() else {}
+    if not isinstance(seconds, dict):
+        seconds = {}
     if not args.report_only:
-        os.nice(10)
-        prepare(args.workdir, list(MODULES))
-        t0 = time.perf_counter()
-        run(args.workdir, args.modules, env)
-        seconds = time.perf_counter() - t0
-    results = collect(args.workdir, env)
-    write(results, args.out, seconds)
+        for m in args.modules:
+            prepare(args.workdir / m, m)
+            seconds[m] = round(run(args.workdir / m, m, env))
+    results = {m: e for m in MODULES if (e := collect(args.workdir / m, m, env)) is not None}
+    write(results, args.out, {m: s for m, s in seconds.items() if m in results})
     for m, e in results.items():
-        print(f"{MODULES[m]}: {e['counts']} score {e['score']}")
+        print(f"{e['file']}: {e['counts']} score {e['score']}")
     return 0
 
 
