@@ -257,3 +257,37 @@ def test_gap_magnitude_control_rescales_and_clamps_at_one():
     w_bal2, w_imb2 = control_weights(g, 1 - w_imb, w_imb, "gap-magnitude")
     torch.testing.assert_close(w_imb2, torch.tensor([1.0, 0.05 * scale, 0.05 * scale]))
     torch.testing.assert_close(w_bal2, 1 - w_imb2)
+
+
+def test_adaptive_loss_with_given_weights_uses_them_in_place_of_eq9():
+    """``weights=(w_bal, w_imb)`` (the controls, or posteriors collected at a step's start) replace Eq. 9's."""
+    mix = GapMixture.from_dict({"weights": [0.7, 0.3], "means": [0.1, -0.4], "variances": [0.02, 0.05]})
+    l_a = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0]])  # s_a of the true class: 3/4, 1/2; s_v = 1/2
+    l_v = torch.zeros(2, 2)
+    y = torch.tensor([0, 1])
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    gaps, ces = [0.25, 0.0], [math.log(1 + math.exp(-2.0)), math.log(1 + math.exp(-1.0))]
+    w_bal, w_imb = torch.tensor([0.2, 0.9]), torch.tensor([0.8, 0.1])
+    expected = sum(wb * ce + 0.96 ** 2 * (g ** 2 + 3.0 * wi * (g - 0.1) ** 2)
+                   for g, ce, wb, wi in zip(gaps, ces, w_bal.tolist(), w_imb.tolist())) / 2
+    got = adaptive_loss(logits, l_a, l_v, y, mix, epoch=2, gamma=3.0, weights=(w_bal, w_imb))
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert got.item() != pytest.approx(adaptive_loss(logits, l_a, l_v, y, mix, epoch=2, gamma=3.0).item(), rel=1e-3)
+
+
+def test_one_sided_penalty_same_value_gradient_to_the_weaker_modality_only():
+    """``penalty="one-sided"``: Eq. 10's value unchanged; the gap terms' gradient reaches only the logits of the
+    modality with the lower true-class score (audio in sample 0, visual in sample 1)."""
+    mix = GapMixture.from_dict({"weights": [0.7, 0.3], "means": [0.1, -0.4], "variances": [0.02, 0.05]})
+    l_a = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], requires_grad=True)  # s_a: 1/2, 3/4
+    l_v = torch.tensor([[math.log(4.0), 0.0], [0.0, 0.0]], requires_grad=True)  # s_v: 4/5, 1/2
+    y = torch.tensor([0, 0])
+    logits = torch.zeros(2, 2)
+    symmetric = adaptive_loss(logits, l_a, l_v, y, mix, epoch=0, alpha=0.0)
+    one_sided = adaptive_loss(logits, l_a, l_v, y, mix, epoch=0, alpha=0.0, penalty="one-sided")
+    assert one_sided.item() == pytest.approx(symmetric.item(), rel=1e-6)
+    one_sided.backward()
+    assert l_a.grad[0].abs().sum() > 0 and l_v.grad[1].abs().sum() > 0  # the weaker ones move
+    assert l_a.grad[1].abs().sum() == 0 and l_v.grad[0].abs().sum() == 0  # the stronger ones do not
+    with pytest.raises(ValueError, match=r"^unknown penalty 'both'; use 'symmetric' or 'one-sided'$"):
+        adaptive_loss(logits, l_a, l_v, y, mix, epoch=0, penalty="both")
