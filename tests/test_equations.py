@@ -291,3 +291,28 @@ def test_one_sided_penalty_same_value_gradient_to_the_weaker_modality_only():
     assert l_a.grad[1].abs().sum() == 0 and l_v.grad[0].abs().sum() == 0  # the stronger ones do not
     with pytest.raises(ValueError, match=r"^unknown penalty 'both'; use 'symmetric' or 'one-sided'$"):
         adaptive_loss(logits, l_a, l_v, y, mix, epoch=0, penalty="both")
+
+
+def test_one_sided_gap_at_a_tie_sends_the_gradient_to_the_visual_logits():
+    """Where s_a = s_v (g = 0) the visual modality counts as the weaker one, so the centring term
+    (g - mu_0)^2, whose gradient at g = 0 is not 0 when mu_0 != 0, moves the visual logits only."""
+    from gapkit.gap import one_sided_gap
+
+    l_a = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    l_v = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    g = one_sided_gap(l_a, l_v, torch.tensor([0]))
+    assert g.item() == 0.0
+    ((g - 0.1) ** 2).sum().backward()
+    assert l_a.grad.abs().sum() == 0
+    assert l_v.grad.abs().sum() > 0
+
+
+def test_outputs_accuracy_counts_each_head_by_hand():
+    """Fused, audio and visual accuracy of :class:`~gapkit.gap.Outputs`: 3 of 4, 2 of 4 and 1 of 4 right."""
+    from gapkit.gap import Outputs
+
+    y = torch.tensor([0, 1, 2, 1])
+    one_hot = lambda classes: F.one_hot(torch.tensor(classes), 3).float()  # noqa: E731
+    outputs = Outputs(logits=one_hot([0, 1, 2, 0]), logits_a=one_hot([0, 1, 0, 0]), logits_v=one_hot([1, 0, 2, 0]),
+                      labels=y)
+    assert outputs.accuracy() == {"acc": 0.75, "acc_audio": 0.5, "acc_visual": 0.25}
