@@ -110,3 +110,104 @@ def test_bic_prefers_two_components_on_bimodal_gaps():
 def test_unfitted_mixture_says_so():
     with pytest.raises(RuntimeError, match="not fitted"):
         GapMixture().posteriors(torch.zeros(2))
+
+
+def test_fit_and_bic_are_scikit_learns_em_with_the_stated_settings(monkeypatch):
+    """The fit is scikit-learn's GaussianMixture with 2 components and the mixture's own n_init, max_iter,
+    reg_covar and seed; bic() uses 3 initialisations and its seed (the settings a reader sees in the docs)."""
+    import gapkit.mixture as mixture
+
+    made = []
+
+    class Recording(GaussianMixture):
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(mixture, "GaussianMixture", Recording)
+    gaps, _ = _sample(300)
+    GapMixture(seed=7, n_init=2, max_iter=50, reg_covar=1e-4).fit(gaps)
+    bic(gaps, 1, seed=5)
+    assert made == [{"n_components": 2, "n_init": 2, "max_iter": 50, "reg_covar": 1e-4, "random_state": 7},
+                    {"n_components": 1, "n_init": 3, "random_state": 5}]
+
+
+def test_bic_of_one_gaussian_by_hand():
+    """BIC = -2 log L + p ln n with the maximum-likelihood Gaussian (p = 2: mean and variance); non-finite gaps
+    are left out."""
+    g = np.array([0.1, 0.4, -0.2, 0.3, 0.0, 0.6])
+    mean, var = g.mean(), g.var() + 1e-6  # scikit-learn adds reg_covar to the variance
+    log_l = np.sum(-0.5 * np.log(2 * np.pi * var) - 0.5 * (g - mean) ** 2 / var)
+    assert bic(np.append(g, [np.nan, np.inf]), 1) == pytest.approx(-2 * log_l + 2 * np.log(6), rel=1e-6)
+
+
+def test_two_distinct_values_are_fitted_not_a_fallback():
+    mix = GapMixture(seed=0).fit(np.repeat([0.0, 0.6], 50))
+    assert mix.fallback is None
+    np.testing.assert_allclose(mix.means, [0.0, 0.6], atol=1e-9)
+    np.testing.assert_allclose(mix.weights, [0.5, 0.5], atol=1e-9)
+
+
+def test_single_gaussian_fallback_parameters_by_hand():
+    """One distinct value: mean that value, variance floored at reg_covar; no finite gap: mean 0, variance 1."""
+    same = GapMixture(reg_covar=1e-4).fit(np.full(4, 0.2))
+    assert same.fallback == "1 distinct finite gap value(s)"
+    np.testing.assert_allclose(same.means, [0.2, 0.2])
+    np.testing.assert_allclose(same.variances, [1e-4, 1e-4])
+    none = GapMixture().fit(np.array([np.nan, np.inf]))
+    assert none.fallback == "0 distinct finite gap value(s)" and none.n_nonfinite == 2
+    assert none.means.tolist() == [0.0, 0.0] and none.variances.tolist() == [1.0, 1.0]
+
+
+def test_component_densities_by_hand():
+    mix = GapMixture.from_dict({"weights": [0.25, 0.75], "means": [0.1, -0.5], "variances": [0.04, 0.25]})
+    x = 0.3
+    expected = [0.25 * np.exp(-0.5 * 0.2 ** 2 / 0.04) / np.sqrt(2 * np.pi * 0.04),
+                0.75 * np.exp(-0.5 * 0.8 ** 2 / 0.25) / np.sqrt(2 * np.pi * 0.25)]
+    np.testing.assert_allclose(mix.component_densities([x])[:, 0], expected, rtol=1e-12)
+
+
+def test_dict_round_trip_keeps_every_field_and_defaults_the_missing_ones():
+    mix = GapMixture(seed=0).fit(np.concatenate([np.repeat([0.0, 0.6], 50), [np.nan]]))
+    mix.swapped = True
+    params = mix.to_dict()
+    assert set(params) == {"weights", "means", "variances", "density_at_0", "fallback", "n_fit", "n_nonfinite",
+                           "swapped"}
+    assert (params["n_fit"], params["n_nonfinite"], params["swapped"], params["fallback"]) == (100, 1, True, None)
+    again = GapMixture.from_dict(params, seed=7)
+    assert (again.seed, again.n_fit, again.n_nonfinite, again.swapped, again.fallback) == (7, 100, 1, True, None)
+    fallback = GapMixture.from_dict(GapMixture().fit(np.zeros(3)).to_dict())
+    assert fallback.fallback == "1 distinct finite gap value(s)"
+    bare = GapMixture.from_dict({"weights": [1, 0], "means": [0, 0], "variances": [1, 1]})
+    assert (bare.n_fit, bare.n_nonfinite, bare.swapped, bare.fallback) == (0, 0, False, None)
+    assert bare.means.dtype == bare.weights.dtype == bare.variances.dtype == np.float64
+
+
+@pytest.mark.parametrize("fitted, previous, swapped", [
+    ((-0.5, -0.6), (-0.1, -0.3), False),
+    ((-0.6, 0.6), (-0.1, -0.2), True),
+    ((-0.5, -0.6), (-0.6, 0.6), True),
+    ((-0.5, 0.5), (0.5, 0.6), False),
+])
+def test_track_components_keeps_the_labelling_nearest_the_previous_means(fitted, previous, swapped):
+    """Swapped exactly when (mu_0 - mu_1')^2 + (mu_1 - mu_0')^2 < (mu_0 - mu_0')^2 + (mu_1 - mu_1')^2 (primes: the
+    previous fit); cases where the two sums are close, so that each term counts."""
+    from gapkit.mixture import track_components
+
+    def mixture(means):
+        return GapMixture.from_dict({"weights": [0.6, 0.4], "means": list(means), "variances": [0.01, 0.02]})
+
+    out = track_components(mixture(fitted), mixture(previous))
+    assert out.swapped is swapped
+    assert out.means.tolist() == (list(fitted)[::-1] if swapped else list(fitted))
+    assert out.weights.tolist() == ([0.4, 0.6] if swapped else [0.6, 0.4])
+    assert out.variances.tolist() == ([0.02, 0.01] if swapped else [0.01, 0.02])
+
+
+def test_track_components_after_a_fallback_keeps_the_nearest_zero_labels():
+    """A fallback's two means are equal, so both labellings are as near: the tie keeps nearest-zero."""
+    from gapkit.mixture import track_components
+
+    previous = GapMixture().fit(np.full(5, 0.2))
+    mix = GapMixture.from_dict({"weights": [0.6, 0.4], "means": [0.1, -0.5], "variances": [0.01, 0.02]})
+    assert not track_components(mix, previous).swapped and mix.means.tolist() == [0.1, -0.5]
