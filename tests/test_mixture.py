@@ -108,7 +108,7 @@ def test_bic_prefers_two_components_on_bimodal_gaps():
 
 
 def test_unfitted_mixture_says_so():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(RuntimeError, match=r"^GapMixture is not fitted: call fit\(gaps\) first$"):
         GapMixture().posteriors(torch.zeros(2))
 
 
@@ -211,3 +211,19 @@ def test_track_components_after_a_fallback_keeps_the_nearest_zero_labels():
     previous = GapMixture().fit(np.full(5, 0.2))
     mix = GapMixture.from_dict({"weights": [0.6, 0.4], "means": [0.1, -0.5], "variances": [0.01, 0.02]})
     assert not track_components(mix, previous).swapped and mix.means.tolist() == [0.1, -0.5]
+
+
+def test_float32_gaps_are_fitted_and_weighted_in_float64():
+    """A float32 array is fitted exactly as its float64 copy, and Eq. 9 is evaluated in float64 whatever the
+    gaps' dtype: near the midpoint of two narrow components float32 arithmetic would be off by 4e-4."""
+    gaps, _ = _sample(500)
+    g32 = gaps.astype(np.float32)
+    np.testing.assert_array_equal(GapMixture(seed=0).fit(g32).means, GapMixture(seed=0).fit(g32.astype(np.float64)).means)
+    mix = GapMixture.from_dict({"weights": [0.5, 0.5], "means": [0.0, 0.5], "variances": [1e-6, 1e-6]})
+    x = torch.tensor([0.2500001], dtype=torch.float32)
+    g = float(x)  # the float32 value, exactly
+    by_hand = 1 / (1 + np.exp(-((g ** 2 - (g - 0.5) ** 2) / 2e-6)))  # equal weights and variances
+    w_bal, w_imb = mix.posteriors(x)
+    assert w_imb.dtype == torch.float32 and w_imb.item() == pytest.approx(by_hand, abs=1e-6)
+    assert mix.posteriors(x.double())[1].dtype == torch.float64
+    assert mix.posteriors(torch.tensor([0, 1]))[1].dtype == torch.float32  # integer gaps: float32 weights
