@@ -129,9 +129,11 @@ def test_fit_and_bic_are_scikit_learns_em_with_the_stated_settings(monkeypatch):
     GapMixture(seed=7, n_init=2, max_iter=50, reg_covar=1e-4).fit(gaps)
     bic(gaps, 1, seed=5)
     default = GapMixture().fit(gaps)  # the defaults every run uses
+    bic(gaps, 2)
     assert made == [{"n_components": 2, "n_init": 2, "max_iter": 50, "reg_covar": 1e-4, "random_state": 7},
                     {"n_components": 1, "n_init": 3, "random_state": 5},
-                    {"n_components": 2, "n_init": 3, "max_iter": 200, "reg_covar": 1e-6, "random_state": 0}]
+                    {"n_components": 2, "n_init": 3, "max_iter": 200, "reg_covar": 1e-6, "random_state": 0},
+                    {"n_components": 2, "n_init": 3, "random_state": 0}]
     assert default.min_weight == 1e-3
 
 
