@@ -184,7 +184,7 @@ def test_dict_round_trip_keeps_every_field_and_defaults_the_missing_ones():
     fallback = GapMixture.from_dict(GapMixture().fit(np.zeros(3)).to_dict())
     assert fallback.fallback == "1 distinct finite gap value(s)"
     bare = GapMixture.from_dict({"weights": [1, 0], "means": [0, 0], "variances": [1, 1]})
-    assert (bare.n_fit, bare.n_nonfinite, bare.swapped, bare.fallback) == (0, 0, False, None)
+    assert (bare.seed, bare.n_fit, bare.n_nonfinite, bare.swapped, bare.fallback) == (0, 0, 0, False, None)
     assert bare.means.dtype == bare.weights.dtype == bare.variances.dtype == np.float64
 
 
