@@ -13,7 +13,7 @@ timeout): timeouts count against it, as a mutant that makes training loop foreve
 by the clock.
 
 Each module runs in its own copy of the tree (``--workdir``/<module>, by default in the temporary folder)
-so that the checkout is never touched, one mutant at a time, one torch thread. Results: ``benchmarks/results/
+so that the checkout is never touched, one torch thread per mutant, ``--children`` mutants at a time. Results: ``benchmarks/results/
 mutation.json`` (counts per module, every surviving mutant's diff) and ``mutation.md`` (the same as a
 table, with an explanation for each survivor from :data:`EXPLAINED` where one is recorded). Not run in
 CI: it is slow.
@@ -88,12 +88,12 @@ def prepare(workdir: Path, module: str) -> None:
     (workdir / "setup.cfg").write_text("\n".join(lines))
 
 
-def run(workdir: Path, module: str, env: dict) -> float:
-    """mutmut over one module's mutants; returns the seconds it took."""
+def run(workdir: Path, module: str, env: dict, children: int) -> float:
+    """mutmut over one module's mutants, ``children`` at a time; returns the seconds it took."""
     pattern = MODULES[module][0][:-3].replace("/", ".") + ".*"
     t0 = time.perf_counter()
     print(f"mutmut run {pattern}", flush=True)
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", pattern], cwd=workdir,
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), pattern], cwd=workdir,
                    env=env, check=False)
     seconds = time.perf_counter() - t0
     print(f"  {module}: {seconds:.0f} s", flush=True)
@@ -161,6 +161,7 @@ def main() -> int:
     parser.add_argument("--modules", nargs="+", choices=sorted(MODULES), default=list(MODULES))
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "gapkit-mutation")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--children", type=int, default=1, help="mutants tested at once (one torch thread each)")
     parser.add_argument("--report-only", action="store_true", help="only collect the last run's results")
     args = parser.parse_args()
     ensure_mutmut()
@@ -172,7 +173,7 @@ def main() -> int:
     if not args.report_only:
         for m in args.modules:
             prepare(args.workdir / m, m)
-            seconds[m] = round(run(args.workdir / m, m, env))
+            seconds[m] = round(run(args.workdir / m, m, env, args.children))
     results = {m: e for m in MODULES if (e := collect(args.workdir / m, m, env)) is not None}
     write(results, args.out, {m: s for m, s in seconds.items() if m in results})
     for m, e in results.items():
