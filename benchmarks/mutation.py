@@ -13,10 +13,10 @@ timeout): timeouts count against it, as a mutant that makes training loop foreve
 by the clock.
 
 Each module runs in its own copy of the tree (``--workdir``/<module>, by default in the temporary folder)
-so that the checkout is never touched, one torch thread per mutant, ``--children`` mutants at a time. Results: ``benchmarks/results/
-mutation.json`` (counts per module, every surviving mutant's diff) and ``mutation.md`` (the same as a
-table, with an explanation for each survivor from :data:`EXPLAINED` where one is recorded). Not run in
-CI: it is slow.
+so that the checkout is never touched, one torch thread per mutant, ``--children`` mutants at a time.
+Results: ``benchmarks/results/mutation.json`` (counts per module, every surviving mutant's diff) and
+``mutation.md`` (the same as a table, with an explanation for each survivor from :data:`EXPLAINED` where
+one is recorded). Not run in CI: it is slow.
 """
 from __future__ import annotations
 
