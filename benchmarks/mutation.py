@@ -49,20 +49,37 @@ MODULES = {
 }
 
 
-#: why a surviving mutant is not a missing test: equivalent code, or behaviour no test should pin
+#: why a surviving mutant is not a missing test: equivalent code, or behaviour the CPU suite cannot see
+_CPU_ONLY = ("Equivalent on the CPU, where .to(None) and .to(device) leave a tensor where it is; on a GPU the "
+             "posteriors would meet CPU parameters and fail (tests/test_device_steps.py's CUDA test, skipped "
+             "without a GPU, runs this path).")
+_INITIAL = ("Equivalent: the attribute's value before a fit is never read (fit and from_dict set it, and every "
+            "reader first checks that the mixture is fitted).")
+_CONSTANT = ("Equivalent: the mutated constant (2 / pi or 3 pi for 2 pi) multiplies both components' densities alike, "
+             "so it cancels in Eq. 9's normalisation.")
+_ARGSORT = "Equivalent: every numpy sort orders two elements alike, ties included (insertion sort below 16)."
 EXPLAINED: dict[str, str] = {
-    "gapkit.losses.x_adaptive_loss__mutmut_2": "Killed since: beta's default of 1 is now checked on nonzero gaps "
-    "(test_adaptive_loss_by_hand_on_a_batch_with_nonzero_balanced_mean, added after this run).",
-    "gapkit.losses.x_control_weights__mutmut_11": "Equivalent: |g| times a non-negative scale is never below 0, so "
-    "the lower clamp never acts.",
-    "gapkit.losses.x_control_weights__mutmut_12": "Killed since by test_gap_magnitude_control_rescales_and_clamps_at_one "
-    "(added after this run): a sample whose rescaled |g| exceeds 2.",
-    "gapkit.losses.x_control_weights__mutmut_14": "Killed since by test_gap_magnitude_control_rescales_and_clamps_at_one.",
-    "gapkit.losses.x_control_weights__mutmut_15": "Killed since by test_gap_magnitude_control_rescales_and_clamps_at_one "
-    "(the earlier test had a scale of exactly 1, where multiplying and dividing agree).",
-    "gapkit.losses.x_control_weights__mutmut_17": "Killed since by test_gap_magnitude_control_rescales_and_clamps_at_one.",
-    "gapkit.losses.x_control_weights__mutmut_24": "Equivalent on the CPU: .to(None) and .to(g.device) both leave a CPU "
-    "tensor where it is; only a CUDA run would index a CUDA tensor with a CPU permutation (which torch accepts).",
+    "gapkit.losses.x_control_weights__mutmut_11": "Equivalent: |g| times a non-negative scale is never below 0, "
+    "so the lower clamp never acts.",
+    "gapkit.losses.x_control_weights__mutmut_24": "Equivalent: torch indexes a tensor on any device with a CPU "
+    "permutation; .to(g.device) only moves the index first.",
+    "gapkit.mixture.xǁGapMixtureǁfit__mutmut_27": "Equivalent but for a fitted weight exactly equal to min_weight "
+    "(1e-3), which EM on real gaps does not produce.",
+    "gapkit.mixture.xǁGapMixtureǁfit__mutmut_34": _ARGSORT,
+    "gapkit.mixture.xǁGapMixtureǁfit__mutmut_36": _ARGSORT,
+    "gapkit.mixture.xǁGapMixtureǁfit__mutmut_39": _ARGSORT + " (numpy accepts \"STABLE\" for \"stable\").",
+    **{f"gapkit.mixture.xǁGapMixtureǁ__init____mutmut_{i}": _INITIAL for i in range(12, 21)},
+    "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_16": _CPU_ONLY,
+    "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_28": _CONSTANT,
+    "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_29": _CONSTANT,
+    "gapkit.mixture.xǁGapMixtureǁ_device_parameters__mutmut_2": "Equivalent on one device: the cache key loses the "
+    "device, so a mixture used on two devices in turn would return the first device's copy (the CPU suite uses "
+    "one).",
+    "gapkit.mixture.xǁGapMixtureǁ_device_parameters__mutmut_12": _CPU_ONLY,
+    "gapkit.mixture.xǁGapMixtureǁ_device_parameters__mutmut_14": "Equivalent: torch.as_tensor keeps a float64 "
+    "numpy array's dtype.",
+    "gapkit.mixture.xǁGapMixtureǁ_device_parameters__mutmut_16": "Equivalent: torch.as_tensor keeps a float64 "
+    "numpy array's dtype.",
 }
 
 
