@@ -67,7 +67,7 @@ EXPLAINED: dict[str, str] = {
     "(1e-3), which EM on real gaps does not produce.",
     "gapkit.mixture.xǁGapMixtureǁfit__mutmut_34": _ARGSORT,
     "gapkit.mixture.xǁGapMixtureǁfit__mutmut_36": _ARGSORT,
-    "gapkit.mixture.xǁGapMixtureǁfit__mutmut_39": _ARGSORT + " (numpy accepts \"STABLE\" for \"stable\").",
+    "gapkit.mixture.xǁGapMixtureǁfit__mutmut_39": _ARGSORT + " numpy accepts \"STABLE\" for \"stable\".",
     **{f"gapkit.mixture.xǁGapMixtureǁ__init____mutmut_{i}": _INITIAL for i in range(12, 21)},
     "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_16": _CPU_ONLY,
     "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_28": _CONSTANT,
