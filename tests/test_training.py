@@ -91,9 +91,12 @@ def test_selection_uses_validation_never_test():
         {"val_acc": 0.7, "test_acc": 0.6, "test_acc_audio": 0.2, "test_acc_visual": 0.3, "val_acc_audio": 0, "seconds": 1},
         {"val_acc": 0.7, "test_acc": 0.8, "test_acc_audio": 0.4, "test_acc_visual": 0.5, "val_acc_audio": 0, "seconds": 1},
     ]}
+    history["gmm"] = [{"means": [0.0, 0.5]}]
     s = summarize(history)
-    assert s["best_val_epoch"] == 1 and s["test_acc"] == 0.6 and s["test_acc_visual"] == 0.3
-    assert s["last_test_acc"] == 0.8 and s["seconds"] == 3
+    # the selected epoch: best validation accuracy, earliest on a tie (1, not 2), never the best test accuracy (0)
+    assert s == {"test_acc": 0.6, "test_acc_audio": 0.2, "test_acc_visual": 0.3, "val_acc": 0.7, "best_val_epoch": 1,
+                 "last_test_acc": 0.8, "last_test_acc_audio": 0.4, "last_test_acc_visual": 0.5, "last_val_acc": 0.7,
+                 "epochs": 3, "gmm": [{"means": [0.0, 0.5]}], "seconds": 3.0}
 
 
 def test_same_seed_same_numbers(data):
@@ -129,6 +132,16 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, monkeypatch):
 
 def test_branch_from_warmup_checkpoint_equals_one_run(data, tmp_path):
     full = _train(data, out_dir=tmp_path / "full")
+    # what the run folder holds: the selected model, every fit's gaps, the history
+    best = full.summary()["best_val_epoch"]
+    saved = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+    assert _accuracy(saved, data.test) == {k: full.history["epochs"][best][k] for k in _ACC}
+    with np.load(tmp_path / "full" / "gaps.npz") as gaps:
+        assert len(full.gaps) >= 2 and sorted(gaps.files) == [f"fit{i}" for i in range(len(full.gaps))] + ["labels"]
+        np.testing.assert_array_equal(gaps["labels"], data.train.labels.numpy())
+        for i, g in enumerate(full.gaps):
+            np.testing.assert_array_equal(gaps[f"fit{i}"], g)
+    assert json.loads((tmp_path / "full" / "history.json").read_text()) == json.loads(json.dumps(full.history))
     branched = _train(data, out_dir=tmp_path / "branch", init_from=tmp_path / "full" / "warmup.pt")
     assert _strip(branched.history) == _strip(full.history)
     variant = _train(data, out_dir=tmp_path / "gamma0", init_from=tmp_path / "full" / "warmup.pt",
