@@ -252,6 +252,8 @@ def test_held_out_clips_are_a_seeded_fifth():
     assert len(a) == round(HELD_OUT_FRACTION * 48) == 10 and torch.equal(a, a.sort().values)
     assert torch.equal(a, held_out_clips(48, seed=0)) and not torch.equal(a, held_out_clips(48, seed=1))
     assert not torch.equal(a, torch.randperm(48, generator=torch.Generator().manual_seed(0))[:10].sort().values)
+    # at least one clip, and no more than the fraction asks for: 5% of 10 clips rounds to 0, so one clip; 25% of 4, one
+    assert len(held_out_clips(10, seed=0, fraction=0.05)) == 1 and len(held_out_clips(4, seed=0, fraction=0.25)) == 1
 
 
 def test_held_out_gap_source_fits_on_exactly_the_held_out_clips(data, monkeypatch):
