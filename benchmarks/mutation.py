@@ -80,6 +80,10 @@ EXPLAINED: dict[str, str] = {
     "numpy array's dtype.",
     "gapkit.mixture.xǁGapMixtureǁ_device_parameters__mutmut_16": "Equivalent: torch.as_tensor keeps a float64 "
     "numpy array's dtype.",
+    "gapkit.methods.adaptive.x_held_out_clips__mutmut_5": "Equivalent: SeedSequence.spawn(2)[0] is the same child "
+    "stream as spawn(1)[0] (children are numbered from 0).",
+    "gapkit.methods.adaptive.xǁAdaptiveǁposteriors__mutmut_7": "Equivalent: the batch's indices and the collected "
+    "gaps are on the same device, so .to(device) is a no-op there too (as the line's comment says).",
 }
 
 
