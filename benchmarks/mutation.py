@@ -57,6 +57,7 @@ _INITIAL = ("Equivalent: the attribute's value before a fit is never read (fit a
             "reader first checks that the mixture is fitted).")
 _CONSTANT = ("Equivalent: the mutated constant (2 / pi or 3 pi for 2 pi) multiplies both components' densities alike, "
              "so it cancels in Eq. 9's normalisation.")
+_NO_DEFAULT = "Equivalent: bool(None) is False, the default it replaces."
 _ARGSORT = "Equivalent: every numpy sort orders two elements alike, ties included (insertion sort below 16)."
 EXPLAINED: dict[str, str] = {
     "gapkit.losses.x_control_weights__mutmut_11": "Equivalent: |g| times a non-negative scale is never below 0, "
@@ -80,6 +81,11 @@ EXPLAINED: dict[str, str] = {
     "numpy array's dtype.",
     "gapkit.mixture.xǁGapMixtureǁ_device_parameters__mutmut_16": "Equivalent: torch.as_tensor keeps a float64 "
     "numpy array's dtype.",
+    "gapkit.mixture.xǁGapMixtureǁfrom_dict__mutmut_36": _NO_DEFAULT,
+    "gapkit.mixture.xǁGapMixtureǁfrom_dict__mutmut_38": _NO_DEFAULT,
+    "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_4": "Equivalent: float32 gaps minus the float64 parameters "
+    "are promoted to float64 by torch, so Eq. 9 is still evaluated in float64 (test_float32_gaps_are_fitted_"
+    "and_weighted_in_float64 checks the value).",
     "gapkit.methods.adaptive.x_held_out_clips__mutmut_5": "Equivalent: SeedSequence.spawn(2)[0] is the same child "
     "stream as spawn(1)[0] (children are numbered from 0).",
     "gapkit.methods.adaptive.xǁAdaptiveǁposteriors__mutmut_7": "Equivalent: the batch's indices and the collected "
