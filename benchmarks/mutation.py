@@ -86,6 +86,12 @@ EXPLAINED: dict[str, str] = {
     "gapkit.mixture.xǁGapMixtureǁposteriors__mutmut_4": "Equivalent: float32 gaps minus the float64 parameters "
     "are promoted to float64 by torch, so Eq. 9 is still evaluated in float64 (test_float32_gaps_are_fitted_"
     "and_weighted_in_float64 checks the value).",
+    "gapkit.training.xǁTrainerǁ_fit_mixture__mutmut_3": "Equivalent in value: the gaps are float32 already "
+    "(Eq. 6 is computed in float32), so astype(None) only keeps them as float64.",
+    "gapkit.training.xǁTrainerǁ_fit_mixture__mutmut_12": "Only a distributed run takes this path; "
+    "tests/test_distributed.py (torchrun, two processes) runs it, outside this module's test selection.",
+    **{f"gapkit.training.xǁTrainerǁ_write_outputs__mutmut_{i}": "Equivalent: the JSON's indentation; every reader "
+       "parses it." for i in (23, 25, 26)},
     "gapkit.methods.adaptive.x_held_out_clips__mutmut_5": "Equivalent: SeedSequence.spawn(2)[0] is the same child "
     "stream as spawn(1)[0] (children are numbered from 0).",
     "gapkit.methods.adaptive.xǁAdaptiveǁposteriors__mutmut_7": "Equivalent: the batch's indices and the collected "
