@@ -51,8 +51,8 @@ MODULES = {
 
 #: why a surviving mutant is not a missing test: equivalent code, or behaviour the CPU suite cannot see
 _CPU_ONLY = ("Equivalent on the CPU, where .to(None) and .to(device) leave a tensor where it is; on a GPU the "
-             "posteriors would meet CPU parameters and fail (tests/test_device_steps.py's CUDA test, skipped "
-             "without a GPU, runs this path).")
+             "posteriors would meet CPU parameters and fail at the first adaptive batch, which no CPU test can "
+             "see (benchmarks/bench_gpu.py's adaptive run would).")
 _INITIAL = ("Equivalent: the attribute's value before a fit is never read (fit and from_dict set it, and every "
             "reader first checks that the mixture is fitted).")
 _CONSTANT = ("Equivalent: the mutated constant (2 / pi or 3 pi for 2 pi) multiplies both components' densities alike, "
