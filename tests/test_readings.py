@@ -245,6 +245,51 @@ def test_one_sided_penalty_reaches_only_the_weaker_modality_head_of_the_model(da
         assert stronger_cols.abs().sum() == 0 and weaker_cols.abs().sum() > 0
 
 
+def test_training_step_hands_eq10_the_weights_its_options_ask_for(data):
+    """The weights inside the step's Eq. 10: a weight control's (computed from Eq. 9 on the batch's gaps), none
+    (every weight 1) without weights whatever the posteriors reading, and the collected gaps' Eq. 9 under
+    ``posteriors="collected"``."""
+    from gapkit.losses import control_weights
+
+    torch.manual_seed(0)
+    model = AVClassifier(3, width=2).eval()  # eval: the same logits at every call
+    s = data.train
+    audio, visual, y = s.audio.float()[:12], (s.visual.float()[:12] / 255 - 0.5) / 0.25, s.labels[:12]
+    mix = GapMixture.from_dict({"weights": [0.8, 0.2], "means": [0.0, 0.3], "variances": [0.01, 0.04]})
+    collected = torch.linspace(-0.5, 0.5, 12)
+    ctx = Context(epoch=3, phase="adaptive", adaptive_epoch=1, mixture=mix, train_gaps=collected,
+                  batch_index=torch.arange(12).flip(0))
+    with torch.no_grad():
+        logits, l_a, l_v = model(audio, visual)
+        g = modality_gap(l_a, l_v, y)
+
+        def step(**options):
+            return Adaptive(**options).training_step(model, audio, visual, y, ctx).loss.item()
+
+        def eq10(**kw):
+            return adaptive_loss(logits, l_a, l_v, y, mix, epoch=1, **kw).item()
+
+        torch.manual_seed(1)
+        shuffled = eq10(weights=control_weights(g, *mix.posteriors(g), "shuffled"))
+        torch.manual_seed(1)
+        assert step(weight_control="shuffled") == pytest.approx(shuffled, rel=1e-6)
+        magnitude = eq10(weights=control_weights(g, *mix.posteriors(g), "gap-magnitude"))
+        assert step(weight_control="gap-magnitude") == pytest.approx(magnitude, rel=1e-6)
+        assert magnitude != pytest.approx(eq10(), rel=1e-4)  # the control changes the loss
+        unweighted = eq10(use_weights=False)
+        assert step(use_weights=False, posteriors="collected") == pytest.approx(unweighted, rel=1e-6)
+        assert step(use_weights=False, weight_control="gap-magnitude") == pytest.approx(unweighted, rel=1e-6)
+        by_collected = eq10(weights=mix.posteriors(collected.flip(0)))
+        assert step(posteriors="collected") == pytest.approx(by_collected, rel=1e-6)
+        assert by_collected != pytest.approx(eq10(), rel=1e-4)
+
+
+def test_fit_mixture_uses_the_runs_seed():
+    gaps = np.random.default_rng(0).normal(0.0, 0.2, 200)
+    assert Adaptive().fit_mixture(gaps, None, 7).seed == 7
+    assert Adaptive(components="tracked").fit_mixture(gaps, None, 5).seed == 5
+
+
 # --- gap_source ----------------------------------------------------------------------------------------------------
 
 def test_held_out_clips_are_a_seeded_fifth():
