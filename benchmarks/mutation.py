@@ -94,6 +94,10 @@ EXPLAINED: dict[str, str] = {
        "parses it." for i in (23, 25, 26)},
     "gapkit.methods.adaptive.x_held_out_clips__mutmut_5": "Equivalent: SeedSequence.spawn(2)[0] is the same child "
     "stream as spawn(1)[0] (children are numbered from 0).",
+    **{f"gapkit.methods.adaptive.xǁAdaptiveǁtraining_clips__mutmut_{i}": "Equivalent: a mask of float ones with "
+       "the held-out clips set to 0 has the same nonzero indices as the boolean mask." for i in (12, 14)},
+    "gapkit.methods.adaptive.xǁAdaptiveǁfit_mixture__mutmut_13": "Equivalent: the base method's fit ignores the "
+    "previous fit (only track_components, called after it with the real one, reads it).",
     "gapkit.methods.adaptive.xǁAdaptiveǁposteriors__mutmut_7": "Equivalent: the batch's indices and the collected "
     "gaps are on the same device, so .to(device) is a no-op there too (as the line's comment says).",
 }
