@@ -269,6 +269,8 @@ def test_training_step_hands_eq10_the_weights_its_options_ask_for(data):
         def eq10(**kw):
             return adaptive_loss(logits, l_a, l_v, y, mix, epoch=1, **kw).item()
 
+        assert step() == pytest.approx(eq10(), rel=1e-6) and eq10() != pytest.approx(eq10(use_weights=False), rel=1e-4)
+        assert step(alpha=0.5, beta=0.0, gamma=2.0) == pytest.approx(eq10(alpha=0.5, beta=0.0, gamma=2.0), rel=1e-6)
         torch.manual_seed(1)
         shuffled = eq10(weights=control_weights(g, *mix.posteriors(g), "shuffled"))
         torch.manual_seed(1)
