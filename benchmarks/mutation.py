@@ -166,7 +166,8 @@ def collect(workdir: Path, module: str, env: dict) -> dict | None:
     return entry
 
 
-def write(results: dict, out_dir: Path, seconds: float | None) -> None:
+def write(results: dict, out_dir: Path, seconds: dict[str, int]) -> None:
+    """mutation.json and mutation.md from each module's results and the seconds each module's last run took."""
     from _bench_common import machine, write_atomic
 
     payload = {"tool": MUTMUT, "modules": results, "machine": machine(), "seconds": seconds}
@@ -204,9 +205,8 @@ def main() -> int:
     ensure_mutmut()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     previous = args.out / "mutation.json"
-    seconds = json.loads(previous.read_text()).get("seconds") or {} if previous.exists() else {}
-    if not isinstance(seconds, dict):
-        seconds = {}
+    seconds = json.loads(previous.read_text()).get("seconds") if previous.exists() else None
+    seconds = seconds if isinstance(seconds, dict) else {}  # a module's time stays until it runs again
     if not args.report_only:
         for m in args.modules:
             prepare(args.workdir / m, m)

@@ -5,7 +5,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 
 from gapkit import GapMixture
-from gapkit.mixture import bic
+from gapkit.mixture import bic, track_components
 
 
 def _sample(n=4000, seed=0):
@@ -197,8 +197,6 @@ def test_dict_round_trip_keeps_every_field_and_defaults_the_missing_ones():
 def test_track_components_keeps_the_labelling_nearest_the_previous_means(fitted, previous, swapped):
     """Swapped exactly when (mu_0 - mu_1')^2 + (mu_1 - mu_0')^2 < (mu_0 - mu_0')^2 + (mu_1 - mu_1')^2 (primes: the
     previous fit); cases where the two sums are close, so that each term counts."""
-    from gapkit.mixture import track_components
-
     def mixture(means):
         return GapMixture.from_dict({"weights": [0.6, 0.4], "means": list(means), "variances": [0.01, 0.02]})
 
@@ -211,8 +209,6 @@ def test_track_components_keeps_the_labelling_nearest_the_previous_means(fitted,
 
 def test_track_components_after_a_fallback_keeps_the_nearest_zero_labels():
     """A fallback's two means are equal, so both labellings are as near: the tie keeps nearest-zero."""
-    from gapkit.mixture import track_components
-
     previous = GapMixture().fit(np.full(5, 0.2))
     mix = GapMixture.from_dict({"weights": [0.6, 0.4], "means": [0.1, -0.5], "variances": [0.01, 0.02]})
     assert not track_components(mix, previous).swapped and mix.means.tolist() == [0.1, -0.5]

@@ -86,12 +86,11 @@ def test_learns_above_chance(data):
 
 
 def test_selection_uses_validation_never_test():
-    history = {"gmm": [], "epochs": [
+    history = {"gmm": [{"means": [0.0, 0.5]}], "epochs": [
         {"val_acc": 0.5, "test_acc": 0.9, "test_acc_audio": 0.1, "test_acc_visual": 0.1, "val_acc_audio": 0, "seconds": 1},
         {"val_acc": 0.7, "test_acc": 0.6, "test_acc_audio": 0.2, "test_acc_visual": 0.3, "val_acc_audio": 0, "seconds": 1},
         {"val_acc": 0.7, "test_acc": 0.8, "test_acc_audio": 0.4, "test_acc_visual": 0.5, "val_acc_audio": 0, "seconds": 1},
     ]}
-    history["gmm"] = [{"means": [0.0, 0.5]}]
     s = summarize(history)
     # the selected epoch: best validation accuracy, earliest on a tie (1, not 2), never the best test accuracy (0)
     assert s == {"test_acc": 0.6, "test_acc_audio": 0.2, "test_acc_visual": 0.3, "val_acc": 0.7, "best_val_epoch": 1,
