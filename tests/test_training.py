@@ -1,5 +1,6 @@
 """The trainer of Algorithm 1 on a tiny in-memory dataset: schedule, selection, checkpoints, resume."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -108,6 +109,10 @@ def _strip(history):
     return [{k: v for k, v in e.items() if "seconds" not in k} for e in history["epochs"]]
 
 
+def _strip_fits(history):
+    return [{k: v for k, v in fit.items() if k != "seconds"} for fit in history["gmm"]]
+
+
 def test_killed_run_resumes_to_the_same_result(data, tmp_path, monkeypatch):
     full = _train(data)
     original = Trainer._train_epoch
@@ -143,6 +148,8 @@ def test_branch_from_warmup_checkpoint_equals_one_run(data, tmp_path):
     assert json.loads((tmp_path / "full" / "history.json").read_text()) == json.loads(json.dumps(full.history))
     branched = _train(data, out_dir=tmp_path / "branch", init_from=tmp_path / "full" / "warmup.pt")
     assert _strip(branched.history) == _strip(full.history)
+    assert branched.history.keys() == full.history.keys()   # the same record: config, epochs, GMM fits
+    assert _strip_fits(branched.history) == _strip_fits(full.history)
     variant = _train(data, out_dir=tmp_path / "gamma0", init_from=tmp_path / "full" / "warmup.pt",
                      method_options={"gamma": 0.0})
     assert _strip(variant.history)[:2] == _strip(full.history)[:2]
@@ -151,8 +158,9 @@ def test_branch_from_warmup_checkpoint_equals_one_run(data, tmp_path):
 
 def test_branch_refuses_other_warmup_settings(data, tmp_path):
     _train(data, out_dir=tmp_path / "full")
-    with pytest.raises(ValueError, match="lr"):
-        _train(data, out_dir=tmp_path / "other", init_from=tmp_path / "full" / "warmup.pt", lr=0.01)
+    warmup = tmp_path / "full" / "warmup.pt"
+    with pytest.raises(ValueError, match=f"{re.escape(str(warmup))} was made with other settings.*lr"):
+        _train(data, out_dir=tmp_path / "other", init_from=warmup, lr=0.01)
 
 
 def test_optimizer_reset_versus_kept_state(data):

@@ -18,7 +18,8 @@ from fixtures_tiny import tiny_split
 from gapkit.data.base import AVData, AVSplit
 from gapkit.data.batches import IMAGENET_MEAN, IMAGENET_STD, iterate_batches
 from gapkit.gap import collect_gaps, collect_outputs, modality_gap
-from gapkit.methods.adaptive import Adaptive
+from gapkit.methods import make_method
+from gapkit.methods.adaptive import Adaptive, held_out_clips
 from gapkit.models import AVClassifier
 from gapkit.training import TrainConfig, Trainer
 
@@ -71,6 +72,52 @@ def test_lambda_used_by_the_loss_anneals_by_the_adaptive_epoch_across_steps(data
     assert sorted(per_epoch) == [2, 3, 4, 5]
     assert [per_epoch[e] for e in (2, 3, 4, 5)] == [{round(0.96 ** t, 5)} for t in range(4)]
     assert len(seen) == 4 * 3  # every mini-batch of every adaptive epoch (48 clips, batches of 16)
+
+
+# --- where training stands, as each method is told -------------------------------------------------
+
+@pytest.mark.parametrize("method, expected", [
+    # two warm-up epochs, then two adaptive steps of two epochs: (phase, adaptive_epoch, step, step_epoch)
+    ("adaptive", [("warmup", 0, -1, 0)] * 2 + [("adaptive", 0, 0, 0), ("adaptive", 1, 0, 1),
+                                               ("adaptive", 2, 1, 0), ("adaptive", 3, 1, 1)]),
+    # a single-stage method: one stage of the whole budget, outside adaptive training at every epoch
+    ("concat", [("train", 0, -1, 0)] * 6),
+])
+def test_each_epoch_tells_the_method_its_phase_step_and_epochs(data, monkeypatch, method, expected):
+    cls = type(make_method(method))
+    real_step, seen = cls.training_step, {}
+
+    def step(self, model, audio, visual, y, ctx):
+        seen.setdefault(ctx.epoch, (ctx.phase, ctx.adaptive_epoch, ctx.step, ctx.step_epoch, ctx.total_epochs))
+        return real_step(self, model, audio, visual, y, ctx)
+
+    monkeypatch.setattr(cls, "training_step", step)
+    _trainer(data, method=method).fit()
+    assert [seen[e] for e in range(6)] == [(*x, 6) for x in expected]
+
+
+def test_held_out_reading_trains_adaptive_epochs_on_the_other_clips_and_says_how_many_batches(data, monkeypatch):
+    """gap_source="held-out": warm-up on all 48 clips (3 batches of 16), adaptive epochs on the clips outside
+    held_out_clips(48, seed) only, the batch count the method is told matching what it is fed."""
+    real_step, seen = Adaptive.training_step, {}
+
+    def step(self, model, audio, visual, y, ctx):
+        clips = None if ctx.train_clips is None else ctx.train_clips.tolist()
+        record = seen.setdefault(ctx.epoch, {"clips": clips, "told": ctx.batches_per_epoch, "fed": set()})
+        record["fed"].update(ctx.batch_index.tolist())
+        record.setdefault("batches", 0)
+        record["batches"] += 1
+        return real_step(self, model, audio, visual, y, ctx)
+
+    monkeypatch.setattr(Adaptive, "training_step", step)
+    _trainer(data, method_options={"gap_source": "held-out"}, seed=5).fit()
+    others = sorted(set(range(48)) - set(held_out_clips(48, 5).tolist()))
+    assert 0 < len(others) < 48
+    for e in (0, 1):
+        assert seen[e] == {"clips": None, "told": 3, "fed": set(range(48)), "batches": 3}
+    batches = -(-len(others) // 16)
+    for e in (2, 3, 4, 5):
+        assert seen[e] == {"clips": others, "told": batches, "fed": set(others), "batches": batches}
 
 
 # --- the optimizer's state --------------------------------------------------------------------------
@@ -237,3 +284,19 @@ def test_trainer_augments_only_the_shuffled_training_batches(data, monkeypatch):
     monkeypatch.setattr(training_module, "iterate_batches", real)
     plain = _trainer(data, augment=False, adaptive_steps=1, adaptive_epochs=1).fit()
     assert augmented.history["epochs"][0]["loss"] != plain.history["epochs"][0]["loss"]
+
+
+# --- the progress bar -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bar_shows_the_run_its_epochs_and_last_numbers_only_when_asked(data, capsys, progress):
+    torch.manual_seed(0)
+    config = TrainConfig(method="concat", warmup_epochs=1, adaptive_steps=1, adaptive_epochs=1, batch_size=16, seed=3)
+    result = Trainer(AVClassifier(3, width=2), data, config, device="cpu", progress=progress).fit()
+    err = capsys.readouterr().err
+    if not progress:
+        assert err == ""
+        return
+    last = result.history["epochs"][-1]
+    assert "concat seed 3" in err and "2/2" in err and ("epoch/s" in err or "s/epoch" in err)
+    assert f"loss={last['loss']:.3f}" in err and f"val={last['val_acc']:.3f}" in err
