@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/mutation.py                       # all five modules (hours on 2 cores)
     .venv/bin/python benchmarks/mutation.py --modules losses gap  # some of them
+    .venv/bin/python benchmarks/mutation.py --modules training --sample 150 --children 2   # a random sample
+    .venv/bin/python benchmarks/mutation.py --modules training --survivors   # the survivors again, after new tests
     .venv/bin/python benchmarks/mutation.py --report-only         # rewrite the results from the last run
 
 mutmut (pinned below, installed into this environment when missing; not part of the test extra)
@@ -11,6 +13,15 @@ and ``methods/adaptive.py`` and, for each mutant, runs those tests of the module
 *killed* when a test fails, *survives* when every test passes. The score is killed / (killed + survived +
 timeout): timeouts count against it, as a mutant that makes training loop forever is still noticed only
 by the clock.
+
+``--sample N`` tests a random sample of N of a module's mutants (drawn with ``--sample-seed`` from all of
+them, those tested before included, so that the sample's score estimates the module's; reported with its
+95% Wilson interval), for a module too slow to test whole on 2 cores: ``training.py``'s mutants each run
+up to a minute of training tests. The sample is kept in the module's workdir (``sample.json``).
+
+Tests that run the module in other processes (:data:`OUT_OF_PROCESS`: the two-process torchrun test) are out of
+mutmut's sight; they run once more against each survivor, and a survivor they kill counts as killed (listed as
+such in the results).
 
 Each module runs in its own copy of the tree (``--workdir``/<module>, by default in the temporary folder)
 so that the checkout is never touched, one torch thread per mutant, ``--children`` mutants at a time.
@@ -23,7 +34,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -47,6 +60,11 @@ MODULES = {
     "training": ("gapkit/training.py", ["tests/test_training.py", "tests/test_training_observed.py",
                                         "tests/test_device_steps.py"]),
 }
+
+#: module -> test files whose tests run the module in other processes (torchrun), where mutmut's trace of which
+#: test runs which function cannot follow: they run once more for each mutant that survives the traced tests, with
+#: the mutant switched on for the child processes too (mutmut's MUTANT_UNDER_TEST is inherited)
+OUT_OF_PROCESS = {"training": ["tests/test_distributed.py"]}
 
 
 #: why a surviving mutant is not a missing test: equivalent code, or behaviour the CPU suite cannot see
@@ -92,6 +110,16 @@ EXPLAINED: dict[str, str] = {
     "tests/test_distributed.py (torchrun, two processes) runs it, outside this module's test selection.",
     **{f"gapkit.training.xǁTrainerǁ_write_outputs__mutmut_{i}": "Equivalent: the JSON's indentation; every reader "
        "parses it." for i in (23, 25, 26)},
+    "gapkit.training.xǁTrainerǁfit__mutmut_21": "Equivalent: the placeholder's epoch and val_acc are never read; "
+    "the first epoch replaces the whole dict (during warm-up every epoch is selectable, so epoch 0 always is).",
+    "gapkit.training.xǁTrainerǁfit__mutmut_91": "Equivalent: a warm-up checkpoint holds tensors, numbers, strings, "
+    "lists and dicts only (no gaps yet: the first fit comes after warm-up), which torch.load's default "
+    "weights_only loading accepts.",
+    "gapkit.training.xǁTrainerǁfit__mutmut_151": "Equivalent: the mixture restored on resume is only read (Eq. 9's "
+    "weights, the next fit's previous means for track_components) and never fitted again; its seed is read by "
+    "fit() alone, and every later fit is a new mixture with the run's seed.",
+    "gapkit.training.xǁ_NonFiniteWatchǁ__init____mutmut_11": "Equivalent: any negative sentinel means \"no "
+    "non-finite loss yet\" (every reader tests batch < 0).",
     "gapkit.methods.adaptive.x_held_out_clips__mutmut_5": "Equivalent: SeedSequence.spawn(2)[0] is the same child "
     "stream as spawn(1)[0] (children are numbered from 0).",
     **{f"gapkit.methods.adaptive.xǁAdaptiveǁtraining_clips__mutmut_{i}": "Equivalent: a mask of float ones with "
@@ -125,45 +153,122 @@ def prepare(workdir: Path, module: str) -> None:
     (workdir / "setup.cfg").write_text("\n".join(lines))
 
 
-def run(workdir: Path, module: str, env: dict, children: int) -> float:
-    """mutmut over one module's mutants, ``children`` at a time; returns the seconds it took."""
-    pattern = MODULES[module][0][:-3].replace("/", ".") + ".*"
-    t0 = time.perf_counter()
-    print(f"mutmut run {pattern}", flush=True)
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), pattern], cwd=workdir,
-                   env=env, check=False)
-    seconds = time.perf_counter() - t0
-    print(f"  {module}: {seconds:.0f} s", flush=True)
-    return seconds
+def exit_codes(workdir: Path, module: str) -> dict | None:
+    """mutmut's exit code of every mutant of one module (None: not tested yet); None before mutants exist."""
+    meta = workdir / "mutants" / (MODULES[module][0] + ".meta")
+    return json.loads(meta.read_text()).get("exit_code_by_key", {}) if meta.exists() else None
+
+
+def draw_sample(workdir: Path, module: str, env: dict, size: int, seed: int) -> list[str]:
+    """``size`` of the module's mutants drawn at random (``seed``) from all of them, written to the workdir's
+    sample.json; the mutants are generated first where they do not exist yet."""
+    if exit_codes(workdir, module) is None:  # mutmut generates the mutants, then finds no mutant of this name
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "gapkit.none"], cwd=workdir, env=env, check=False,
+                       capture_output=True)
+    names = sorted(exit_codes(workdir, module) or {})
+    if not names:
+        raise SystemExit(f"no mutants of {MODULES[module][0]} in {workdir}")
+    sample = sorted(random.Random(seed).sample(names, min(size, len(names))))
+    (workdir / "sample.json").write_text(json.dumps({"seed": seed, "size": len(sample), "of": len(names),
+                                                     "mutants": sample}, indent=1))
+    return sample
+
+
+def run(workdir: Path, module: str, env: dict, children: int, names: list[str] | None = None,
+        survivors: bool = False) -> None:
+    """mutmut over one module's mutants (or only ``names``, those not tested yet), ``children`` at a time; with
+    ``survivors``, over the mutants that survived the last run instead (after new tests)."""
+    codes = exit_codes(workdir, module)
+    if survivors:
+        targets = [n for n, code in (codes or {}).items() if code == 0]
+    elif names is None:
+        targets = [MODULES[module][0][:-3].replace("/", ".") + ".*"]
+    else:
+        targets = [n for n in names if codes.get(n) is None]
+    print(f"mutmut run {targets[0] if names is None and not survivors else f'{len(targets)} mutants'}", flush=True)
+    if targets:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *targets],
+                       cwd=workdir, env=env, check=False)
+
+
+def run_out_of_process(workdir: Path, module: str, env: dict) -> None:
+    """The module's :data:`OUT_OF_PROCESS` tests against each survivor of the traced tests not yet put to them;
+    each result (killed or survived) goes to the workdir's out_of_process.json."""
+    tests = OUT_OF_PROCESS.get(module)
+    codes = exit_codes(workdir, module)
+    if not tests or codes is None:
+        return
+    record_file = workdir / "out_of_process.json"
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    for key in sorted(k for k, v in codes.items() if v == 0 and k not in record):
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=workdir / "mutants", env={**env, "MUTANT_UNDER_TEST": key},
+                              capture_output=True, text=True)
+        record[key] = "killed" if done.returncode != 0 else "survived"
+        print(f"  {key}: {record[key]} by {', '.join(tests)}", flush=True)
+        record_file.write_text(json.dumps(record, indent=1, sort_keys=True))
 
 
 def collect(workdir: Path, module: str, env: dict) -> dict | None:
     """Every mutant's status from mutmut's meta file of one module, and the diff of each survivor;
     None when the module has not been run."""
     path, tests = MODULES[module]
-    meta = workdir / "mutants" / (path + ".meta")
-    if not meta.exists():
+    codes = exit_codes(workdir, module)
+    if codes is None:
         return None
     from mutmut.stats import status_by_exit_code
 
-    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
     tested = {k: v for k, v in codes.items() if v is not None}
     if not tested:
         return None
-    entry = {"file": path, "tests": tests, "mutants": len(codes), "untested": len(codes) - len(tested),
-             "counts": {}, "survivors": []}
-    for key, code in sorted(tested.items()):
-        status = status_by_exit_code[code]
+    record_file = workdir / "out_of_process.json"
+    outside = json.loads(record_file.read_text()) if record_file.exists() else {}
+
+    def status_of(key: str) -> str:
+        """mutmut's status, but "killed" for a survivor of the traced tests that the out-of-process tests kill."""
+        if codes.get(key) is None:
+            return "untested"
+        status = status_by_exit_code[codes[key]]
+        return "killed" if status == "survived" and outside.get(key) == "killed" else status
+
+    entry = {"file": path, "tests": tests, "out_of_process_tests": OUT_OF_PROCESS.get(module, []),
+             "mutants": len(codes), "untested": len(codes) - len(tested), "counts": {}, "survivors": [],
+             "killed_out_of_process": sorted(k for k in tested if status_of(k) != status_by_exit_code[codes[k]])}
+    for key in sorted(tested):
+        status = status_of(key)
         entry["counts"][status] = entry["counts"].get(status, 0) + 1
         if status in ("survived", "timeout", "no tests"):
             diff = subprocess.run([sys.executable, "-m", "mutmut", "show", key], cwd=workdir, env=env,
                                   capture_output=True, text=True).stdout
             entry["survivors"].append({"mutant": key, "status": status, "diff": diff.strip(),
                                        "explanation": EXPLAINED.get(key)})
-    c = entry["counts"]
-    decided = c.get("killed", 0) + c.get("survived", 0) + c.get("timeout", 0)
-    entry["score"] = round(c.get("killed", 0) / decided, 4) if decided else None
+    entry["score"] = score(entry["counts"])
+    sample_file = workdir / "sample.json"
+    if sample_file.exists():
+        sample = json.loads(sample_file.read_text())
+        counts: dict[str, int] = {}
+        for key in sample["mutants"]:
+            status = status_of(key)
+            counts[status] = counts.get(status, 0) + 1
+        entry["sample"] = {"seed": sample["seed"], "size": sample["size"], "of": sample["of"], "counts": counts,
+                           "score": score(counts), "interval": wilson(counts)}
     return entry
+
+
+def score(counts: dict[str, int]) -> float | None:
+    """killed / (killed + survived + timeout)."""
+    decided = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
+    return round(counts.get("killed", 0) / decided, 4) if decided else None
+
+
+def wilson(counts: dict[str, int], z: float = 1.959964) -> list[float] | None:
+    """The 95% Wilson score interval of the killed share among the decided mutants of a random sample."""
+    n = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
+    if not n:
+        return None
+    p = counts.get("killed", 0) / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 4), round(centre + half, 4)]
 
 
 def write(results: dict, out_dir: Path, seconds: dict[str, int]) -> None:
@@ -184,6 +289,18 @@ def write(results: dict, out_dir: Path, seconds: dict[str, int]) -> None:
         tests = ", ".join(t.removeprefix("tests/") for t in e["tests"])
         lines.append(f"| {e['file']} | {tests} | {sum(c.values())} of {e['mutants']} | {c.get('killed', 0)} | {c.get('survived', 0)} | "
                      f"{c.get('timeout', 0)} | {c.get('no tests', 0)} | {score} |")
+    sampled = {m: e for m, e in results.items() if "sample" in e}
+    if sampled:
+        lines += ["", "Random samples (each drawn from all of the module's mutants, so its score estimates the "
+                  "module's; 95% Wilson interval):", "",
+                  "| module | sample (of all) | seed | killed | survived | timeout | untested | score | 95% interval |",
+                  "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :--- |"]
+        for m, e in sampled.items():
+            smp, c = e["sample"], e["sample"]["counts"]
+            est = "" if smp["score"] is None else f"{100 * smp['score']:.1f}%"
+            ci = "" if smp["interval"] is None else f"{100 * smp['interval'][0]:.1f}-{100 * smp['interval'][1]:.1f}%"
+            lines.append(f"| {e['file']} | {smp['size']} of {smp['of']} | {smp['seed']} | {c.get('killed', 0)} | "
+                         f"{c.get('survived', 0)} | {c.get('timeout', 0)} | {c.get('untested', 0)} | {est} | {ci} |")
     for m, e in results.items():
         if not e["survivors"]:
             continue
@@ -201,6 +318,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--children", type=int, default=1, help="mutants tested at once (one torch thread each)")
     parser.add_argument("--report-only", action="store_true", help="only collect the last run's results")
+    parser.add_argument("--sample", type=int, default=0, metavar="N",
+                        help="test a random sample of N of each module's mutants instead of all (0: all)")
+    parser.add_argument("--sample-seed", type=int, default=0, help="the seed of --sample's draw")
+    parser.add_argument("--survivors", action="store_true",
+                        help="test again only the mutants that survived the last run (after new tests)")
     args = parser.parse_args()
     ensure_mutmut()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -210,11 +332,17 @@ def main() -> int:
     if not args.report_only:
         for m in args.modules:
             prepare(args.workdir / m, m)
-            seconds[m] = round(run(args.workdir / m, m, env, args.children))
+            names = draw_sample(args.workdir / m, m, env, args.sample, args.sample_seed) if args.sample else None
+            t0 = time.perf_counter()
+            run(args.workdir / m, m, env, args.children, names, args.survivors)
+            run_out_of_process(args.workdir / m, m, env)
+            seconds[m] = round(time.perf_counter() - t0)
+            print(f"  {m}: {seconds[m]} s", flush=True)
     results = {m: e for m in MODULES if (e := collect(args.workdir / m, m, env)) is not None}
     write(results, args.out, {m: s for m, s in seconds.items() if m in results})
     for m, e in results.items():
-        print(f"{e['file']}: {e['counts']} score {e['score']}")
+        print(f"{e['file']}: {e['counts']} score {e['score']}" + (f"; sample {e['sample']['counts']} score "
+              f"{e['sample']['score']} {e['sample']['interval']}" if "sample" in e else ""))
     return 0
 
 
