@@ -36,7 +36,8 @@ def test_epoch_loss_and_accuracy_are_the_host_sums_of_the_steps(data, monkeypatc
 
     def spy(self, model, audio, visual, y, ctx):
         out = original(self, model, audio, visual, y, ctx)
-        steps.append((ctx.epoch, out.loss.item(), len(y), (out.logits.argmax(1) == y).sum().item()))
+        steps.append((ctx.epoch, out.loss.item(), len(y),
+                      *[(lg.argmax(1) == y).sum().item() for lg in (out.logits, out.logits_a, out.logits_v)]))
         return out
 
     monkeypatch.setattr(Concat, "training_step", spy)
@@ -44,11 +45,13 @@ def test_epoch_loss_and_accuracy_are_the_host_sums_of_the_steps(data, monkeypatc
     for record in result.history["epochs"]:
         mine = [s for s in steps if s[0] == record["epoch"]]
         total, seen = 0.0, 0
-        for _, loss, n, _ in mine:
+        for _, loss, n, *_ in mine:
             total += loss * n
             seen += n
         assert record["loss"] == total / seen
-        assert record["train_acc"] == (torch.tensor(float(sum(s[3] for s in mine))) / seen).item()
+        for i, head in enumerate(("train_acc", "train_acc_audio", "train_acc_visual")):   # fused, audio, visual
+            assert record[head] == (torch.tensor(float(sum(s[3 + i] for s in mine))) / seen).item()
+    assert any(r["train_acc_audio"] != r["train_acc_visual"] for r in result.history["epochs"])
 
 
 def test_nonfinite_check_deferred_names_the_first_bad_batch_and_keeps_the_last_checkpoint(data, tmp_path,

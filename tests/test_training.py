@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gapkit.data.base import AVData, AVSplit
+from gapkit.data.base import AVData, AVSplit, data_key
 from gapkit.data.batches import iterate_batches
 from gapkit.models import AVClassifier
 from gapkit.training import NonFiniteLossError, TrainConfig, Trainer, selected_epoch, summarize
@@ -125,7 +125,9 @@ def test_killed_run_resumes_to_the_same_result(data, tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "_train_epoch", dies_at_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         _train(data, out_dir=tmp_path)
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["epoch"] == 3
+    killed = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert killed["epoch"] == 3     # and it says what data it was made on, which a resume or a branch checks
+    assert killed["data_identity"] == data.identity() and killed["data_key"] == data_key(data.identity())
     assert not (tmp_path / "history.json").exists()
     monkeypatch.setattr(Trainer, "_train_epoch", original)
     resumed = _train(data, out_dir=tmp_path)
@@ -187,6 +189,25 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, mon
     ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 3
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("folder, where", [(True, "none yet (no epoch completed)"), (False, "none (no out_dir)")])
+def test_nonfinite_loss_in_the_first_epoch_says_there_is_no_good_checkpoint(data, tmp_path, monkeypatch, folder,
+                                                                          where):
+    from gapkit.methods.adaptive import Adaptive
+
+    original = Adaptive.training_step
+
+    def nan(self, model, audio, visual, y, ctx):
+        out = original(self, model, audio, visual, y, ctx)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Adaptive, "training_step", nan)
+    with pytest.raises(NonFiniteLossError, match=re.escape(f"at epoch 0, batch 0 (adaptive); last good checkpoint: "
+                                                            f"{where}")):
+        _train(data, out_dir=tmp_path if folder else None)
+    assert not list(tmp_path.iterdir())
 
 
 def test_empty_split_is_refused_before_training(data):

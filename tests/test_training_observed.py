@@ -97,8 +97,8 @@ def test_each_epoch_tells_the_method_its_phase_step_and_epochs(data, monkeypatch
 
 
 def test_held_out_reading_trains_adaptive_epochs_on_the_other_clips_and_says_how_many_batches(data, monkeypatch):
-    """gap_source="held-out": warm-up on all 48 clips (3 batches of 16), adaptive epochs on the clips outside
-    held_out_clips(48, seed) only, the batch count the method is told matching what it is fed."""
+    """gap_source="held-out": warm-up on all 48 clips (5 batches of 10), adaptive epochs on the 38 clips outside
+    held_out_clips(48, seed) only (4 batches), the batch count the method is told matching what it is fed."""
     real_step, seen = Adaptive.training_step, {}
 
     def step(self, model, audio, visual, y, ctx):
@@ -110,14 +110,51 @@ def test_held_out_reading_trains_adaptive_epochs_on_the_other_clips_and_says_how
         return real_step(self, model, audio, visual, y, ctx)
 
     monkeypatch.setattr(Adaptive, "training_step", step)
-    _trainer(data, method_options={"gap_source": "held-out"}, seed=5).fit()
+    _trainer(data, method_options={"gap_source": "held-out"}, seed=5, batch_size=10).fit()
     others = sorted(set(range(48)) - set(held_out_clips(48, 5).tolist()))
-    assert 0 < len(others) < 48
+    assert len(others) == 38
     for e in (0, 1):
-        assert seen[e] == {"clips": None, "told": 3, "fed": set(range(48)), "batches": 3}
-    batches = -(-len(others) // 16)
+        assert seen[e] == {"clips": None, "told": 5, "fed": set(range(48)), "batches": 5}
     for e in (2, 3, 4, 5):
-        assert seen[e] == {"clips": others, "told": batches, "fed": set(others), "batches": batches}
+        assert seen[e] == {"clips": others, "told": 4, "fed": set(others), "batches": 4}
+
+
+def test_each_step_hands_the_method_its_collected_gaps_and_each_fit_the_previous_one(data, monkeypatch):
+    """Algorithm 1's step preamble as the method sees it: every adaptive epoch's context holds the gaps collected for
+    its step's fit (none in warm-up); each fit, the final one after training included, is given the fit before it;
+    the per-epoch hooks get the trainer's own model and data."""
+    real_step, real_fit = Adaptive.training_step, Adaptive.fit_mixture
+    real_start, real_end = Adaptive.on_epoch_start, Adaptive.on_epoch_end
+    gaps_seen, previous_seen, hooks = {}, [], []
+
+    def step(self, model, audio, visual, y, ctx):
+        gaps_seen.setdefault(ctx.epoch, None if ctx.train_gaps is None else ctx.train_gaps.clone())
+        return real_step(self, model, audio, visual, y, ctx)
+
+    def fit(self, gaps, previous, seed):
+        previous_seen.append(None if previous is None else previous.to_dict())
+        return real_fit(self, gaps, previous, seed)
+
+    def start(self, model, data_, ctx):
+        hooks.append(("start", ctx.epoch, model is trainer.model, data_ is data))
+        return real_start(self, model, data_, ctx)
+
+    def end(self, model, data_, ctx):
+        hooks.append(("end", ctx.epoch, model is trainer.model, data_ is data))
+        return real_end(self, model, data_, ctx)
+
+    for name, fn in {"training_step": step, "fit_mixture": fit, "on_epoch_start": start, "on_epoch_end": end}.items():
+        monkeypatch.setattr(Adaptive, name, fn)
+    trainer = _trainer(data, method_options={"components": "tracked"})
+    result = trainer.fit()
+    assert len(result.gaps) == 3                                  # before steps 0 and 1, and after training
+    assert gaps_seen[0] is None and gaps_seen[1] is None
+    for epoch, step_index in ((2, 0), (3, 0), (4, 1), (5, 1)):
+        assert torch.equal(gaps_seen[epoch], torch.from_numpy(result.gaps[step_index]))
+    fits = [{k: v for k, v in fit.items() if k not in ("step", "epoch", "label", "seconds")}
+            for fit in result.history["gmm"]]
+    assert previous_seen == [None, fits[0], fits[1]]
+    assert hooks == [(kind, e, True, True) for e in range(6) for kind in ("start", "end")]
 
 
 # --- the optimizer's state --------------------------------------------------------------------------
@@ -300,3 +337,21 @@ def test_progress_bar_shows_the_run_its_epochs_and_last_numbers_only_when_asked(
     last = result.history["epochs"][-1]
     assert "concat seed 3" in err and "2/2" in err and ("epoch/s" in err or "s/epoch" in err)
     assert f"loss={last['loss']:.3f}" in err and f"val={last['val_acc']:.3f}" in err
+
+
+@pytest.mark.parametrize("batch_size, batches", [(16, 3), (47, 1), (23, 3)])
+def test_the_batch_count_the_method_is_told_is_the_count_it_is_fed(data, monkeypatch, batch_size, batches):
+    """48 training clips: in batches of 16 three full ones; of 47 one, the last clip alone being dropped (a batch
+    of one sample cannot train batch norm); of 23 two full ones and one of 2."""
+    real_step, seen = Adaptive.training_step, {}
+
+    def step(self, model, audio, visual, y, ctx):
+        told, fed = seen.setdefault(ctx.epoch, (ctx.batches_per_epoch, []))
+        fed.append(len(y))
+        return real_step(self, model, audio, visual, y, ctx)
+
+    monkeypatch.setattr(Adaptive, "training_step", step)
+    result = _trainer(data, batch_size=batch_size, warmup_epochs=1, adaptive_steps=1, adaptive_epochs=1).fit()
+    assert {e: (told, len(fed)) for e, (told, fed) in seen.items()} == {0: (batches, batches), 1: (batches, batches)}
+    for record in result.history["epochs"]:     # the time spent waiting for batches is a part of the epoch's time
+        assert 0 <= record["data_wait_seconds"] <= record["seconds"]
