@@ -118,6 +118,16 @@ EXPLAINED: dict[str, str] = {
     "gapkit.training.xǁTrainerǁfit__mutmut_151": "Equivalent: the mixture restored on resume is only read (Eq. 9's "
     "weights, the next fit's previous means for track_components) and never fitted again; its seed is read by "
     "fit() alone, and every later fit is a new mixture with the run's seed.",
+    "gapkit.training.xǁTrainerǁfit__mutmut_418": "Equivalent: the condition is always true where it stands; the "
+    "fits inside the loop are of steps 0 to adaptive_steps - 1, and the final fit is appended only here (a "
+    "checkpoint never holds it), so a step equal to adaptive_steps is never found.",
+    "gapkit.training.xǁTrainerǁ_train_epoch__mutmut_8": "Equivalent on the CPU, torch's default device for "
+    "device=None; on a GPU the watch's flags would sit on the CPU beside the device's loss, which no CPU test can "
+    "see (benchmarks/bench_gpu.py's runs would).",
+    "gapkit.training.xǁTrainerǁ_train_epoch__mutmut_18": "Equivalent: float32 counters count the correct "
+    "predictions exactly (far below 2^24), and the accuracy divides them as float32 anyway.",
+    "gapkit.training.xǁTrainerǁ_train_epoch__mutmut_27": "Equivalent: the initial value of the loop index is never "
+    "read (the loop assigns it before any use).",
     "gapkit.training.xǁ_NonFiniteWatchǁ__init____mutmut_11": "Equivalent: any negative sentinel means \"no "
     "non-finite loss yet\" (every reader tests batch < 0).",
     "gapkit.methods.adaptive.x_held_out_clips__mutmut_5": "Equivalent: SeedSequence.spawn(2)[0] is the same child "
