@@ -1,10 +1,11 @@
 """Algorithm 1 as the loss and the optimizer see it, observed inside the training loop.
 
 The history's side records (``lambda_t``, the config's ``reset_optimizer``) say what the trainer
-meant to do; these tests watch what reaches the loss, the optimizer and the model: the lambda_t
-inside Eq. 10 at every epoch, the optimizer's state at the first mini-batch of every epoch, the
-model's mode when it is evaluated and when the gaps are collected, and the augmentation of the
-training frames (on in the paper profile).
+meant to do; these tests watch what reaches the loss, the method, the optimizer and the model: the
+lambda_t inside Eq. 10 at every epoch, what each epoch's context tells the method (phase, step, clips,
+batch count, collected gaps, previous fit), the optimizer's state at the first mini-batch of every
+epoch, the model's mode when it is evaluated and when the gaps are collected, the augmentation of the
+training frames (on in the paper profile), and the progress bar.
 """
 import math
 
