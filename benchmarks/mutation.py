@@ -296,7 +296,8 @@ def write(results: dict, out_dir: Path, seconds: dict[str, int]) -> None:
     for m, e in results.items():
         c = e["counts"]
         score = "" if e["score"] is None else f"{100 * e['score']:.1f}%"
-        tests = ", ".join(t.removeprefix("tests/") for t in e["tests"])
+        tests = ", ".join([t.removeprefix("tests/") for t in e["tests"]]
+                          + [f"{t.removeprefix('tests/')} (other processes)" for t in e.get("out_of_process_tests", [])])
         lines.append(f"| {e['file']} | {tests} | {sum(c.values())} of {e['mutants']} | {c.get('killed', 0)} | {c.get('survived', 0)} | "
                      f"{c.get('timeout', 0)} | {c.get('no tests', 0)} | {score} |")
     sampled = {m: e for m, e in results.items() if "sample" in e}
@@ -311,6 +312,10 @@ def write(results: dict, out_dir: Path, seconds: dict[str, int]) -> None:
             ci = "" if smp["interval"] is None else f"{100 * smp['interval'][0]:.1f}-{100 * smp['interval'][1]:.1f}%"
             lines.append(f"| {e['file']} | {smp['size']} of {smp['of']} | {smp['seed']} | {c.get('killed', 0)} | "
                          f"{c.get('survived', 0)} | {c.get('timeout', 0)} | {c.get('untested', 0)} | {est} | {ci} |")
+    for m, e in results.items():
+        if e.get("killed_out_of_process"):
+            lines += ["", f"Mutants of {e['file']} that the traced tests miss and the tests in other processes kill "
+                      f"(counted as killed): " + ", ".join(e["killed_out_of_process"]) + "."]
     for m, e in results.items():
         if not e["survivors"]:
             continue
