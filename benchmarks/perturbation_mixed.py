@@ -1,17 +1,17 @@
-"""The headline comparisons at ten seeds, each seed re-trained under one of two perturbations, against the
-profile's own runs.
+"""The headline comparisons and Table 2 at ten seeds, each seed re-trained under one of two perturbations,
+against the profile's own runs.
 
 ``perturbation.py`` compares two settings for the same seeds. The default profile's headline rows have ten
 seeds; their perturbed twins were trained in two batches, each the same experiment with other rounding:
 
-    python benchmarks/perturbation.py                                  # seeds 0-4 with 2 threads (and Table 2)
+    python benchmarks/perturbation.py --seeds 0,1,2,3,4               # seeds 0-4 with 2 threads
     ATEN_CPU_CAPABILITY=default python benchmarks/perturbation.py --threads 1 --tag=-isa-default \\
-        --seeds 5,6,7,8,9 --no-ablations                              # seeds 5-9, vector kernels off
+        --seeds 5,6,7,8,9                                             # seeds 5-9, vector kernels off
 
 (a 2-thread process on two cores shared with other work is several times slower than two 1-thread ones,
 which is why the second batch switches torch's vector kernels off instead, as ``probe_chaos.py`` does).
-This script reads the three results folders and reports, for each headline comparison, the committed
-value, the perturbed value (seeds 0-4 from the first folder, 5-9 from the second), how far it moved and
+This script reads the three results folders and reports, for each headline comparison and each Table 2
+row (Ours against its ablations and weight controls), the committed value, the perturbed value (seeds 0-4 from the first folder, 5-9 from the second), how far it moved and
 whether its verdict (the interval's sign) is the same. It trains nothing: a missing run is an error.
 
     python benchmarks/perturbation_mixed.py
@@ -38,18 +38,23 @@ from gapkit.results import read_runs  # noqa: E402
 BATCHES = {"perturbation-threads2": (0, 1, 2, 3, 4), "perturbation-isa-default-threads1": (5, 6, 7, 8, 9)}
 
 
+def plan(profile, seeds) -> list:
+    """The headline rows and Table 2's branches of Ours (its full model is the headline's Ours)."""
+    return (studies.plan_table1(profile, seeds, methods=HEADLINE)
+            + [s for s in studies.plan_ablations(profile, seeds) if s.options])
+
+
 def main() -> int:
     profile = get_profile("default")
     seeds = [s for batch in BATCHES.values() for s in batch]
-    own = read_runs(studies.plan_table1(profile, seeds, methods=HEADLINE), profile)
+    own = read_runs(plan(profile, seeds), profile)
     parts = []
     for folder, batch in BATCHES.items():
         prof = profile.replace(threads=2) if folder.endswith("threads2") else profile
-        parts.append(read_runs(studies.plan_table1(prof, list(batch), methods=HEADLINE), prof,
-                               results_root=results_dir() / folder))
+        parts.append(read_runs(plan(prof, list(batch)), prof, results_root=results_dir() / folder))
     perturbed = pd.concat(parts, ignore_index=True)
     a, b = summarize(own), summarize(perturbed)
-    lines = ["# Headline comparisons, 10 seeds: committed runs vs the same seeds perturbed",
+    lines = ["# Headline comparisons and Table 2, 10 seeds: committed runs vs the same seeds perturbed",
              "", "Perturbed: seeds 0-4 trained with 2 threads, seeds 5-9 with 1 thread and torch's vector kernels "
              "off (`ATEN_CPU_CAPABILITY=default`).", "",
              "| comparison (points, paired) | committed | perturbed | moved | same verdict |",
