@@ -58,7 +58,7 @@ MODULES = {
     "adaptive": ("gapkit/methods/adaptive.py", ["tests/test_equations.py", "tests/test_training_observed.py",
                                                 "tests/test_training.py", "tests/test_readings.py"]),
     "training": ("gapkit/training.py", ["tests/test_training.py", "tests/test_training_observed.py",
-                                        "tests/test_device_steps.py"]),
+                                        "tests/test_device_steps.py", "tests/test_precision.py"]),
 }
 
 #: module -> test files whose tests run the module in other processes (torchrun), where mutmut's trace of which
@@ -110,6 +110,11 @@ EXPLAINED: dict[str, str] = {
     "tests/test_distributed.py (torchrun, two processes) runs it, outside this module's test selection.",
     **{f"gapkit.training.xǁTrainerǁ_write_outputs__mutmut_{i}": "Equivalent: the JSON's indentation; every reader "
        "parses it." for i in (23, 25, 26)},
+    **{f"gapkit.training.xǁTrainerǁ__init____mutmut_{i}": "Only a CUDA device takes this path (channels_last and "
+       "cuDNN's kernel search are set for CUDA alone); benchmarks/bench_gpu.py runs it, no CPU test can."
+       for i in (41, 44)},
+    "gapkit.training.xǁTrainerǁ__init____mutmut_33": "Equivalent: None is falsy like the False a CPU device gives; "
+    "on CUDA the layout would be lost, which no CPU test can see.",
     "gapkit.training.xǁTrainerǁfit__mutmut_21": "Equivalent: the placeholder's epoch and val_acc are never read; "
     "the first epoch replaces the whole dict (during warm-up every epoch is selectable, so epoch 0 always is).",
     "gapkit.training.xǁTrainerǁfit__mutmut_91": "Equivalent: a warm-up checkpoint holds tensors, numbers, strings, "
@@ -202,15 +207,17 @@ def run(workdir: Path, module: str, env: dict, children: int, names: list[str] |
 
 
 def run_out_of_process(workdir: Path, module: str, env: dict) -> None:
-    """The module's :data:`OUT_OF_PROCESS` tests against each survivor of the traced tests not yet put to them;
-    each result (killed or survived) goes to the workdir's out_of_process.json."""
+    """The module's :data:`OUT_OF_PROCESS` tests against each survivor of the traced tests not yet put to them (but
+    those explained as equivalent); each result (killed or survived) goes to the workdir's out_of_process.json."""
     tests = OUT_OF_PROCESS.get(module)
     codes = exit_codes(workdir, module)
     if not tests or codes is None:
         return
     record_file = workdir / "out_of_process.json"
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
-    for key in sorted(k for k, v in codes.items() if v == 0 and k not in record):
+    pending = [k for k, v in codes.items() if v == 0 and k not in record
+               and not EXPLAINED.get(k, "").startswith("Equivalent")]  # no test can kill an equivalent mutant
+    for key in sorted(pending):
         done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                               cwd=workdir / "mutants", env={**env, "MUTANT_UNDER_TEST": key},
                               capture_output=True, text=True)
