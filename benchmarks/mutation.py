@@ -106,8 +106,6 @@ EXPLAINED: dict[str, str] = {
     "and_weighted_in_float64 checks the value).",
     "gapkit.training.xǁTrainerǁ_fit_mixture__mutmut_3": "Equivalent in value: the gaps are float32 already "
     "(Eq. 6 is computed in float32), so astype(None) only keeps them as float64.",
-    "gapkit.training.xǁTrainerǁ_fit_mixture__mutmut_12": "Only a distributed run takes this path; "
-    "tests/test_distributed.py (torchrun, two processes) runs it, outside this module's test selection.",
     **{f"gapkit.training.xǁTrainerǁ_write_outputs__mutmut_{i}": "Equivalent: the JSON's indentation; every reader "
        "parses it." for i in (23, 25, 26)},
     **{f"gapkit.training.xǁTrainerǁ__init____mutmut_{i}": "Only a CUDA device takes this path (channels_last and "
