@@ -113,6 +113,15 @@ EXPLAINED: dict[str, str] = {
        for i in (41, 44)},
     "gapkit.training.xǁTrainerǁ__init____mutmut_33": "Equivalent: None is falsy like the False a CPU device gives; "
     "on CUDA the layout would be lost, which no CPU test can see.",
+    "gapkit.training.xǁTrainerǁbatches__mutmut_28": "Not caught (a distributed run only): the ranks shuffle with "
+    "torch's global RNG instead of the seeded generator. Every rank seeds and checkpoints that RNG alike, so in the "
+    "torchrun test (no augmentation) they still draw the same permutation and resume to the same run; with "
+    "augmentation drawing from it on different clips, the ranks' permutations would part and their shards overlap. "
+    "No test runs a distributed run with augmentation (each torchrun test costs about a minute).",
+    "gapkit.training.xǁTrainerǁbatches__mutmut_36": "Not caught (a distributed run only): each rank feeds its shard "
+    "in batches of the global size instead of its part of it, so an epoch takes half the optimizer steps. The "
+    "torchrun test checks the gathered gaps, the GMM fits and resuming, which this leaves intact, not the number "
+    "of steps an epoch takes.",
     "gapkit.training.xǁTrainerǁfit__mutmut_21": "Equivalent: the placeholder's epoch and val_acc are never read; "
     "the first epoch replaces the whole dict (during warm-up every epoch is selectable, so epoch 0 always is).",
     "gapkit.training.xǁTrainerǁfit__mutmut_91": "Equivalent: a warm-up checkpoint holds tensors, numbers, strings, "
