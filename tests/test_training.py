@@ -8,6 +8,7 @@ import torch
 
 from gapkit.data.base import AVData, AVSplit, data_key
 from gapkit.data.batches import iterate_batches
+from gapkit.methods.adaptive import Adaptive
 from gapkit.models import AVClassifier
 from gapkit.training import NonFiniteLossError, TrainConfig, Trainer, selected_epoch, summarize
 
@@ -172,18 +173,21 @@ def test_optimizer_reset_versus_kept_state(data):
     assert reset.history["epochs"][2]["loss"] != kept.history["epochs"][2]["loss"]
 
 
-def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
-    from gapkit.methods.adaptive import Adaptive
-
+def _nan_loss_at(monkeypatch, epoch: int) -> None:
+    """The adaptive method's loss becomes NaN at every mini-batch of ``epoch``."""
     original = Adaptive.training_step
 
-    def nan_at_epoch_3(self, model, audio, visual, y, ctx):
+    def step(self, model, audio, visual, y, ctx):
         out = original(self, model, audio, visual, y, ctx)
-        if ctx.epoch == 3:
+        if ctx.epoch == epoch:
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(Adaptive, "training_step", nan_at_epoch_3)
+    monkeypatch.setattr(Adaptive, "training_step", step)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):
+    _nan_loss_at(monkeypatch, 3)
     with pytest.raises(NonFiniteLossError, match="epoch 3.*last.pt"):
         _train(data, out_dir=tmp_path)
     ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
@@ -194,16 +198,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(data, tmp_path, mon
 @pytest.mark.parametrize("folder, where", [(True, "none yet (no epoch completed)"), (False, "none (no out_dir)")])
 def test_nonfinite_loss_in_the_first_epoch_says_there_is_no_good_checkpoint(data, tmp_path, monkeypatch, folder,
                                                                           where):
-    from gapkit.methods.adaptive import Adaptive
-
-    original = Adaptive.training_step
-
-    def nan(self, model, audio, visual, y, ctx):
-        out = original(self, model, audio, visual, y, ctx)
-        out.loss = out.loss * float("nan")
-        return out
-
-    monkeypatch.setattr(Adaptive, "training_step", nan)
+    _nan_loss_at(monkeypatch, 0)
     with pytest.raises(NonFiniteLossError, match=re.escape(f"at epoch 0, batch 0 (adaptive); last good checkpoint: "
                                                             f"{where}")):
         _train(data, out_dir=tmp_path if folder else None)
