@@ -25,6 +25,8 @@ such in the results).
 
 Each module runs in its own copy of the tree (``--workdir``/<module>, by default in the temporary folder)
 so that the checkout is never touched, one torch thread per mutant, ``--children`` mutants at a time.
+mutmut keeps its results there and discards them when its configuration changes (a module's test files in
+:data:`MODULES`); after a change to the code under test, delete the workdir to start over.
 Results: ``benchmarks/results/mutation.json`` (counts per module, every surviving mutant's diff) and
 ``mutation.md`` (the same as a table, with an explanation for each survivor from :data:`EXPLAINED` where
 one is recorded). Not run in CI: it is slow.
