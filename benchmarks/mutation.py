@@ -292,8 +292,9 @@ def wilson(counts: dict[str, int], z: float = 1.959964) -> list[float] | None:
     n = counts.get("killed", 0) + counts.get("survived", 0) + counts.get("timeout", 0)
     if not n:
         return None
-    p = counts.get("killed", 0) / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    p, shrink = counts.get("killed", 0) / n, 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / shrink
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / shrink
     return [round(centre - half, 4), round(centre + half, 4)]
 
 

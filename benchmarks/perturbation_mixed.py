@@ -11,8 +11,9 @@ seeds; their perturbed twins were trained in two batches, each the same experime
 (a 2-thread process on two cores shared with other work is several times slower than two 1-thread ones,
 which is why the second batch switches torch's vector kernels off instead, as ``probe_chaos.py`` does).
 This script reads the three results folders and reports, for each headline comparison and each Table 2
-row (Ours against its ablations and weight controls), the committed value, the perturbed value (seeds 0-4 from the first folder, 5-9 from the second), how far it moved and
-whether its verdict (the interval's sign) is the same. It trains nothing: a missing run is an error.
+row (Ours against its ablations and weight controls), the committed value, the perturbed value (seeds 0-4
+from the first folder, 5-9 from the second), how far it moved and whether its verdict (the interval's sign)
+is the same. It trains nothing: a missing run is an error.
 
     python benchmarks/perturbation_mixed.py
 

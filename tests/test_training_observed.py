@@ -104,9 +104,9 @@ def test_held_out_reading_trains_adaptive_epochs_on_the_other_clips_and_says_how
 
     def step(self, model, audio, visual, y, ctx):
         clips = None if ctx.train_clips is None else ctx.train_clips.tolist()
-        record = seen.setdefault(ctx.epoch, {"clips": clips, "told": ctx.batches_per_epoch, "fed": set()})
+        record = seen.setdefault(ctx.epoch, {"clips": clips, "told": ctx.batches_per_epoch, "fed": set(),
+                                             "batches": 0})
         record["fed"].update(ctx.batch_index.tolist())
-        record.setdefault("batches", 0)
         record["batches"] += 1
         return real_step(self, model, audio, visual, y, ctx)
 
