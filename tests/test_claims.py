@@ -20,8 +20,47 @@ def test_an_interval_that_excludes_the_papers_effect_says_so():
     assert row["status"].startswith("not resolved at 5 seeds")
     assert "excludes the paper's +13.2" in row["status"]
     # mean +0.1, sd 0.35: t(4) = 2.776 -> half-width 0.44, interval [-0.34, +0.54]
-    assert "no difference larger than 0.5 points" in row["status"]
+    assert "no difference larger than 0.5 points" in row["measured"]
     assert "smallest effect this interval detects: 0.4 points" in row["measured"]
+
+
+# ---------------------------------------------------------------------------------------------- the chance a re-run agrees
+
+# Ten seeds, an interval of half-width 1 around the mean: t_{0.975, 9} = 2.262157, so SE = 1 / 2.262157 and a
+# re-run's mean spreads with sd sqrt(2) * SE = 0.625161 around this mean.
+SPREAD = 0.625161
+
+
+def _stats(mean, half=1.0, n=10):
+    return {"mean": mean, "std": float("nan"), "n": n, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def test_a_rerun_keeps_an_open_sign_while_its_mean_stays_within_a_half_width_of_0():
+    # contains 0 at mean 0; a re-run keeps it while its mean lies in (-1, +1): 2 Phi(1 / 0.625161) - 1
+    # = 2 Phi(1.599589) - 1 = 2 * 0.945155 - 1
+    status_of = lambda s: claims.decide(s, +1)  # noqa: E731
+    assert claims.reproduction_probability(_stats(0.0), status_of, [0.0]) == pytest.approx(0.890310, abs=1e-5)
+    # holds with the interval's low end exactly 0.625161 above 0: a re-run holds while its mean is above 1, Phi(1)
+    assert claims.reproduction_probability(_stats(1.625161), status_of, [0.0]) == pytest.approx(0.841345, abs=1e-5)
+    assert claims.reproduction_probability(_stats(0.5, n=1), status_of, [0.0]) is None
+
+
+def test_a_rerun_must_also_keep_the_verdict_on_the_papers_effect():
+    # mean 0, interval [-1, +1], the paper's effect +1.5 excluded: the same status needs the re-run's interval to
+    # contain 0 and exclude 1.5, i.e. its mean in (-1, +0.5): Phi(0.5 / 0.625161) - Phi(-1 / 0.625161)
+    # = Phi(0.799794) - Phi(-1.599589) = 0.788091 - 0.054845
+    def status_of(s):
+        return claims.decide(s, +1) + ("; excludes" if not s["ci_low"] <= 1.5 <= s["ci_high"] else "")
+
+    assert claims.reproduction_probability(_stats(0.0), status_of, [0.0, 1.5]) == pytest.approx(0.733246, abs=1e-5)
+    # the same through a claims row: differences +1, -1 over ten seeds, mean 0, SE sqrt(10/9) / sqrt(10) = 1/3,
+    # half-width 2.262157 / 3 = 0.754052, re-run spread sqrt(2) / 3 = 0.471405; the status stays while the re-run's
+    # mean lies in (-0.754052, 1.5 - 0.754052): Phi(1.582394) - Phi(-1.599589) = 0.943220 - 0.054845
+    row = claims.comparison("A beats B", "Sec.", "paper", _runs([1.0, -1.0] * 5), "A", "B", paper_effect=1.5)
+    assert row["status"] == "not resolved at 10 seeds; excludes the paper's +1.5"
+    assert row["rerun"] == pytest.approx(0.888375, abs=1e-5)
+    # identical values at every seed: no spread, a re-run of the same values cannot change the status
+    assert claims.comparison("c", "s", "p", _runs([0.5] * 4), "A", "B")["rerun"] == 1.0
 
 
 def test_a_clear_effect_holds_and_a_reversed_one_is_contradicted():

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..paper import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
 from ..results import IMBALANCED_ABOVE, mean_interval, paired_differences
-from .decisions import HOLDS, LEVEL, NOT_MEASURED, all_of, decide, estimate, every_seed, seed_count
+from .decisions import (HOLDS, LEVEL, NOT_MEASURED, all_of, decide, estimate, every_seed, reproduction_probability,
+                        seed_count)
 from .tables import Table
 
 #: |mu_0| below this counts as "near 0" (the gap lives in [-1, 1]; the paper's mu_0 is 0.0056)
@@ -47,8 +48,19 @@ def _per_seed(values, fmt: str = "{:+.2f}") -> str:
     return ", ".join(f"seed {s}: {fmt.format(v)}" for s, v in dict(values).items())
 
 
-def _row(claim: str, source: str, paper: str, measured: str, status: str) -> dict:
-    return {"claim": claim, "source": source, "paper": paper, "measured": measured, "status": status}
+def _row(claim: str, source: str, paper: str, measured: str, status: str, rerun: float | None = None) -> dict:
+    """One claim; ``rerun``: :func:`~gapkit.report.decisions.reproduction_probability` of its status (``None`` for a
+    claim decided seed by seed or on several intervals)."""
+    return {"claim": claim, "source": source, "paper": paper, "measured": measured, "status": status,
+            "rerun": rerun}
+
+
+def _decided(stats: dict, direction: int, threshold: float = 0.0) -> tuple[str, float | None]:
+    """:func:`~gapkit.report.decisions.decide`'s status and the chance a re-run reaches it."""
+    def status_of(s):
+        return decide(s, direction, threshold)
+
+    return status_of(stats), reproduction_probability(stats, status_of, [threshold])
 
 
 def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame, reference_fits: pd.DataFrame | None = None,
@@ -90,7 +102,7 @@ def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame, reference_fits: pd.DataFra
         f"mu_0 = {GMM_REPORTED['mu_bal']}",
         f"|mu_0| = {estimate(stats, '{:.4f}')} (mean over {seed_count(stats['n'])}; "
         f"{_per_seed(mu0, 'mu_0 = {:+.4f}')})",
-        decide(stats, -1, BALANCED_TOLERANCE)))
+        *_decided(stats, -1, BALANCED_TOLERANCE)))
 
     reference = _variant(reference_fits, REFERENCE_VARIANT, "reference_fits")
     suffix = " more than without the GMM weights" if reference is not None else ""
@@ -181,7 +193,7 @@ def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.D
     plain = (f"{start} {fmt.format(a.mean())} -> {end} {fmt.format(b.mean())} (means); change "
              f"{estimate(stats, signed)} over {seed_count(stats['n'])} ({per})")
     if reference is None:
-        return _row(claim, source, paper, plain, decide(stats, direction))
+        return _row(claim, source, paper, plain, *_decided(stats, direction))
     ra, rb, rsteps, rlabels = _first_last(reference, key, transform)
     rstart, rend = stages if stages is not None else rlabels
     rchange = rb - ra
@@ -197,7 +209,7 @@ def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.D
                 f"{REFERENCE_VARIANT}, paired by seed) {estimate(dstats, signed)} over {seed_count(dstats['n'])} "
                 f"({per_diff}); the full model's change alone would read: {decide(stats, direction)}")
     return _row(claim, source, f"{paper}; the paper shows no run without the GMM weights", measured,
-                decide(dstats, direction))
+                *_decided(dstats, direction))
 
 
 def accuracy_claim(history: pd.DataFrame) -> dict:
@@ -235,8 +247,9 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
 
     Beside the sign, the row says the smallest effect the interval can detect (its half-width) and, where the
     paper reports the same comparison (``paper_effect``, points on CREMA-D), whether the interval excludes an
-    effect that large: a finding even when the sign is unresolved. A sign left unresolved by a narrow interval
-    reads "no difference larger than X points".
+    effect that large: a finding even when the sign is unresolved, and part of the status. A sign left unresolved
+    reads "no difference larger than X points" in the measurement (X moves with every re-run, so the status,
+    which a re-run should reproduce, holds no measured number).
     """
     diff = 100 * paired_differences(runs, better, worse)
     stats = mean_interval(diff, LEVEL)
@@ -246,15 +259,21 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
     measured = (f"{better} - {worse} = {estimate(stats)} points of test accuracy at the best validation epoch "
                 f"after warm-up (mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(diff)}); smallest "
                 f"effect this interval detects: {half:.1f} points")
-    status = decide(stats, +1)
+    def status_of(s: dict) -> str:
+        status = decide(s, +1)
+        if paper_effect is not None and s["n"] > 1 and not s["ci_low"] <= paper_effect <= s["ci_high"] \
+                and status != HOLDS:
+            status += f"; excludes the paper's {paper_effect:+.1f}"
+        return status
+
     if paper_effect is not None and stats["n"] > 1:
         excluded = not stats["ci_low"] <= paper_effect <= stats["ci_high"]
         measured += f"; the paper's effect {paper_effect:+.1f} lies {'outside' if excluded else 'inside'} the interval"
-        if excluded and status != HOLDS:
-            status += f"; excludes the paper's {paper_effect:+.1f}"
+    status = status_of(stats)
     if status.startswith("not resolved") and stats["n"] > 1:
-        status += f"; no difference larger than {max(abs(stats['ci_low']), abs(stats['ci_high'])):.1f} points"
-    return _row(claim, source, paper, measured, status)
+        measured += f"; no difference larger than {max(abs(stats['ci_low']), abs(stats['ci_high'])):.1f} points"
+    thresholds = [0.0] if paper_effect is None else [0.0, paper_effect]
+    return _row(claim, source, paper, measured, status, reproduction_probability(stats, status_of, thresholds))
 
 
 def auroc_claim(auroc: pd.DataFrame) -> dict:
@@ -271,7 +290,7 @@ def auroc_claim(auroc: pd.DataFrame) -> dict:
                 f"{seed_count(stats['visual']['n'])}; visual: {_per_seed(visual, '{:.3f}')})")
     return _row("The imbalanced component (audio >> visual) flags clips whose visual stream is degraded",
                 "Sec. 5 (Discussion)", "imbalanced samples 'may result from low-quality data'", measured,
-                decide(stats["visual"], +1, AUROC_THRESHOLD))
+                *_decided(stats["visual"], +1, AUROC_THRESHOLD))
 
 
 def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["concat"], *,
@@ -313,7 +332,7 @@ def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["conca
                 f"(selected models, mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(imb)}); balanced "
                 f"subset: {estimate(bal_stats)} ({_per_seed(bal)}); imbalanced minus balanced margin "
                 f"{estimate(inter_stats)}; change from the warm-up model, points (means over seeds): {changes}")
-    return _row(claim, source, paper, measured, decide(stats, +1))
+    return _row(claim, source, paper, measured, *_decided(stats, +1))
 
 
 def per_sample_claims(per_sample: pd.DataFrame) -> list[dict]:
@@ -326,6 +345,46 @@ def per_sample_claims(per_sample: pd.DataFrame) -> list[dict]:
                                      "same warm-up", source=CONTROLS_SOURCE,
                                      paper="not run; Sec. 3.3 credits the adaptive loss with correcting the "
                                            "imbalanced samples"))
+    return rows
+
+
+def table1_claims(table1: pd.DataFrame) -> list[dict]:
+    """Table 1's claim (ours beats concat) and the controls that take the two-stage method apart one ingredient at a
+    time (unimodal losses, optimizer reset, gap terms): ``table1`` needs the runs of concat, ours and the two Table 1
+    controls."""
+    ours, only, reset = (TABLE1_LABELS[m] for m in ("adaptive", "warmup-only", "warmup-reset"))
+    return [
+        comparison("The adaptive loss beats the concat baseline", "Sec. 4.3, Table 1",
+                   "80.65 vs 67.47 (CREMA-D), 70.90 vs 64.56 (AVE)", table1, ours, "Concat",
+                   paper_effect=80.65 - 67.47),
+        comparison("The unimodal losses alone (warm-up loss Eq. 7 throughout) beat the concat baseline",
+                   CONTROLS_SOURCE, "not run; the paper credits the gain to the adaptive loss", table1, only, "Concat"),
+        comparison("Resetting the optimizer state helps even without the adaptive loss (warm-up loss throughout, "
+                   "reset vs kept)", CONTROLS_SOURCE,
+                   f"not run; Table 3 credits the reset within adaptive training "
+                   f"({TABLE3_REPORTED['SGD (reset state)'][0]} vs {TABLE3_REPORTED['SGD (same state)'][0]}, SGD, "
+                   f"CREMA-D)", table1, reset, only),
+        comparison("The GMM-weighted gap terms of Eq. 10 beat the warm-up loss with the same optimizer reset",
+                   CONTROLS_SOURCE, "not run; Sec. 4.3 credits the adaptive loss with 80.65 vs 67.47 (CREMA-D)",
+                   table1, ours, reset),
+        comparison("The adaptive phase beats keeping the warm-up loss (Eq. 7) for the whole budget", CONTROLS_SOURCE,
+                   "not run; Sec. 4.3 credits the adaptive loss with 80.65 vs 67.47 (CREMA-D)", table1, ours, only),
+    ]
+
+
+def table2_claims(table2: pd.DataFrame) -> list[dict]:
+    """Table 2's ablations, each "lowers accuracy" against the full model, and the two weight controls."""
+    full = next(iter(TABLE2_REPORTED))
+    rows = [comparison(f"Ablation '{label}' lowers accuracy", "Sec. 4.4, Table 2",
+                       f"{TABLE2_REPORTED[full][0]} -> {crema} (CREMA-D), {TABLE2_REPORTED[full][1]} -> {ave} (AVE)",
+                       table2, full, label, paper_effect=TABLE2_REPORTED[full][0] - crema)
+            for label, (crema, ave) in list(TABLE2_REPORTED.items())[1:]]
+    without = TABLE2_REPORTED["w/o GMM weights"]
+    for label, options in WEIGHT_CONTROLS.items():
+        rows.append(comparison(f"The GMM's sample separation matters: replacing w_imb by "
+                               f"{WEIGHT_CONTROL_CLAIMS[options['weight_control']]} lowers accuracy", CONTROLS_SOURCE,
+                               f"not run; Sec. 4.4 credits the GMM weights ({TABLE2_REPORTED[full][0]} -> {without[0]} "
+                               f"without them, CREMA-D)", table2, full, label))
     return rows
 
 
@@ -343,39 +402,10 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
     """
     rows = gmm_claims(fits, bic, reference_fits, validation_fits)
     rows.append(accuracy_claim(history))
-    ours, only, reset = (TABLE1_LABELS[m] for m in ("adaptive", "warmup-only", "warmup-reset"))
-    rows.append(comparison("The adaptive loss beats the concat baseline", "Sec. 4.3, Table 1",
-                           "80.65 vs 67.47 (CREMA-D), 70.90 vs 64.56 (AVE)", table1, ours, "Concat",
-                           paper_effect=80.65 - 67.47))
-    # the three ingredients of the two-stage method, one at a time: unimodal losses, optimizer reset, gap terms
-    rows.append(comparison("The unimodal losses alone (warm-up loss Eq. 7 throughout) beat the concat baseline",
-                           CONTROLS_SOURCE, "not run; the paper credits the gain to the adaptive loss", table1, only,
-                           "Concat"))
-    rows.append(comparison("Resetting the optimizer state helps even without the adaptive loss (warm-up loss "
-                           "throughout, reset vs kept)", CONTROLS_SOURCE,
-                           f"not run; Table 3 credits the reset within adaptive training "
-                           f"({TABLE3_REPORTED['SGD (reset state)'][0]} vs {TABLE3_REPORTED['SGD (same state)'][0]}, "
-                           f"SGD, CREMA-D)", table1, reset, only))
-    rows.append(comparison("The GMM-weighted gap terms of Eq. 10 beat the warm-up loss with the same optimizer reset",
-                           CONTROLS_SOURCE, "not run; Sec. 4.3 credits the adaptive loss with 80.65 vs 67.47 (CREMA-D)",
-                           table1, ours, reset))
-    rows.append(comparison("The adaptive phase beats keeping the warm-up loss (Eq. 7) for the whole budget",
-                           CONTROLS_SOURCE, "not run; Sec. 4.3 credits the adaptive loss with 80.65 vs 67.47 (CREMA-D)",
-                           table1, ours, only))
+    rows.extend(table1_claims(table1))
     if per_sample is not None:
         rows.extend(per_sample_claims(per_sample))
-    full = next(iter(TABLE2_REPORTED))
-    for label, (crema, ave) in list(TABLE2_REPORTED.items())[1:]:
-        rows.append(comparison(f"Ablation '{label}' lowers accuracy", "Sec. 4.4, Table 2",
-                               f"{TABLE2_REPORTED[full][0]} -> {crema} (CREMA-D), "
-                               f"{TABLE2_REPORTED[full][1]} -> {ave} (AVE)", table2, full, label,
-                               paper_effect=TABLE2_REPORTED[full][0] - crema))
-    without = TABLE2_REPORTED["w/o GMM weights"]
-    for label, options in WEIGHT_CONTROLS.items():
-        rows.append(comparison(f"The GMM's sample separation matters: replacing w_imb by "
-                               f"{WEIGHT_CONTROL_CLAIMS[options['weight_control']]} lowers accuracy", CONTROLS_SOURCE,
-                               f"not run; Sec. 4.4 credits the GMM weights ({TABLE2_REPORTED[full][0]} -> {without[0]} "
-                               f"without them, CREMA-D)", table2, full, label))
+    rows.extend(table2_claims(table2))
     for opt in ("SGD", "Adam"):
         reset_state, same = f"{opt} (reset state)", f"{opt} (same state)"
         rows.append(comparison(f"Resetting the optimizer state at the start of adaptive training beats keeping it "
@@ -387,6 +417,7 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
     if auroc is not None:
         rows.append(auroc_claim(auroc))
     frame = pd.DataFrame(rows)
+    rerun = frame["rerun"].dropna()
     caption = (f"Claims of the paper and whether they hold here ({profile} profile, {dataset} dataset). Each claim is "
                f"decided on one value per seed (accuracy differences are paired by seed) through the {LEVEL:.0%} "
                f"Student-t interval of their mean: 'holds' where the interval lies wholly on the paper's side of 0 "
@@ -394,6 +425,13 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
                f"at N seeds' where it straddles it or a single seed gives no interval. Per-seed values are listed; "
                f"rows from '{CONTROLS_SOURCE}' test controls this project adds. Multiplicity: {len(frame)} claims are "
                f"decided at {LEVEL:.0%} each, so about {len(frame) * (1 - LEVEL):.1f} of them would be decided by "
-               f"chance alone if no effect existed; a single decision near its threshold is weak evidence.")
-    display = frame.rename(columns=str.capitalize)
+               f"chance alone if no effect existed; a single decision near its threshold is weak evidence. "
+               f"Re-run: the chance that the same seeds re-trained with other rounding (another thread count or CPU, "
+               f"which redraws each seed's value) reach the same status: the re-run's mean taken as normal around "
+               f"this one with twice its squared standard error, its interval as wide as this one; '-' where a claim "
+               f"is decided seed by seed or on several intervals. A status near its threshold is one a re-run "
+               f"often changes: over the {len(rerun)} rows with a chance, a re-run is expected to change "
+               f"{(1 - rerun).sum():.1f}.")
+    display = frame.rename(columns=str.capitalize).rename(columns={"Rerun": "Re-run"})
+    display["Re-run"] = [f"{p:.2f}" if pd.notna(p) else "-" for p in frame["rerun"]]
     return Table("claims", caption, frame, display)

@@ -4,6 +4,8 @@ Used by :mod:`gapkit.report.claims` (the claims table) and :mod:`gapkit.report.t
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 HOLDS, CONTRADICTED, NOT_MEASURED = "holds", "contradicted", "not measured"
@@ -34,6 +36,37 @@ def decide(stats: dict, direction: int, threshold: float = 0.0) -> str:
     if above or below:
         return HOLDS if above == (direction > 0) else CONTRADICTED
     return not_resolved(stats["n"])
+
+
+def reproduction_probability(stats: dict, status_of, thresholds) -> float | None:
+    """The chance that a re-run of the same seeds with other rounding reaches the same status as ``stats``.
+
+    Under floating-point chaos a re-run redraws each seed's value (the perturbation check measures how far it moves),
+    so its mean is taken as normal around this mean with the variance of a difference of two independent means,
+    2 SE^2 (SE = the interval's half-width / its t quantile), and its interval as wide as this one. ``status_of``
+    gives the status of such an interval (the claim's own rule); it can change only where the interval's end
+    crosses one of ``thresholds`` (0, the paper's effect, a tolerance), so the probability is the normal mass of
+    the stretches of re-run means whose status is this one's. ``None`` for fewer than two seeds (no interval).
+    """
+    from scipy.stats import norm, t
+
+    n = stats["n"]
+    if n < 2 or not math.isfinite(stats["ci_low"]) or not math.isfinite(stats["ci_high"]):
+        return None
+    half = (stats["ci_high"] - stats["ci_low"]) / 2
+    spread = math.sqrt(2) * half / float(t.ppf((1 + LEVEL) / 2, n - 1))
+    if spread == 0:
+        return 1.0
+
+    def at(mean: float) -> str:
+        return status_of({**stats, "mean": mean, "ci_low": mean - half, "ci_high": mean + half})
+
+    observed = at(stats["mean"])
+    edges = sorted({b for thr in thresholds for b in (thr - half, thr + half)})
+    points = [edges[0] - 1, *((a + b) / 2 for a, b in zip(edges, edges[1:])), edges[-1] + 1]
+    bounds = [-math.inf, *edges, math.inf]
+    return float(sum(norm.cdf(hi, stats["mean"], spread) - norm.cdf(lo, stats["mean"], spread)
+                     for lo, hi, point in zip(bounds, bounds[1:], points) if at(point) == observed))
 
 
 def every_seed(favours: pd.Series, n: int, against: pd.Series | None = None) -> str:
