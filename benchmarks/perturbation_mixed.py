@@ -1,19 +1,22 @@
-"""The headline comparisons and Table 2 at ten seeds, each seed re-trained under one of two perturbations,
-against the profile's own runs.
+"""The headline comparisons and Table 2 at every seed of the profile, each seed re-trained under one of two
+perturbations, against the profile's own runs: how far each number moved, and which statuses of the claims
+table changed against how many its re-run chances predicted.
 
-``perturbation.py`` compares two settings for the same seeds. The default profile's headline rows have ten
+``perturbation.py`` compares two settings for the same seeds. The default profile's headline rows have fifteen
 seeds; their perturbed twins were trained in two batches, each the same experiment with other rounding:
 
     python benchmarks/perturbation.py --seeds 0,1,2,3,4               # seeds 0-4 with 2 threads
     ATEN_CPU_CAPABILITY=default python benchmarks/perturbation.py --threads 1 --tag=-isa-default \\
-        --seeds 5,6,7,8,9                                             # seeds 5-9, vector kernels off
+        --seeds 5,6,7,8,9,10,11,12,13,14                              # seeds 5-14, vector kernels off
 
 (a 2-thread process on two cores shared with other work is several times slower than two 1-thread ones,
 which is why the second batch switches torch's vector kernels off instead, as ``probe_chaos.py`` does).
 This script reads the three results folders and reports, for each headline comparison and each Table 2
-row (Ours against its ablations and weight controls), the committed value, the perturbed value (seeds 0-4
-from the first folder, 5-9 from the second), how far it moved and whether its verdict (the interval's sign)
-is the same. It trains nothing: a missing run is an error.
+row (Ours against its ablations and weight controls), the committed value, the perturbed value, how far it
+moved and whether its sign verdict is the same; then the same rows as the claims table decides them
+(:func:`gapkit.report.claims.table1_claims`, :func:`~gapkit.report.claims.table2_claims`): each status on the
+committed runs with its re-run chance, the status on the perturbed ones, and the number of statuses that
+changed beside the number the chances predict. It trains nothing: a missing run is an error.
 
     python benchmarks/perturbation_mixed.py
 
@@ -32,47 +35,79 @@ from _bench_common import machine, write_atomic  # noqa: E402
 from perturbation import HEADLINE, summarize, verdict  # noqa: E402
 
 from gapkit import studies  # noqa: E402
+from gapkit.paper import TABLE2_REPORTED  # noqa: E402
 from gapkit.paths import results_dir  # noqa: E402
 from gapkit.profiles import get_profile  # noqa: E402
+from gapkit.report import claims  # noqa: E402
 from gapkit.results import read_runs  # noqa: E402
 
-BATCHES = {"perturbation-threads2": (0, 1, 2, 3, 4), "perturbation-isa-default-threads1": (5, 6, 7, 8, 9)}
+BATCHES = {"perturbation-threads2": (0, 1, 2, 3, 4),
+           "perturbation-isa-default-threads1": (5, 6, 7, 8, 9, 10, 11, 12, 13, 14)}
+DESCRIPTION = ("seeds 0-4 trained with 2 threads, seeds 5-14 with 1 thread and torch's vector kernels off "
+               "(`ATEN_CPU_CAPABILITY=default`)")
+
+#: Table 2's full model: the Table 1 run "Ours", read a second time under this label
+FULL_MODEL = next(iter(TABLE2_REPORTED))
 
 
 def plan(profile, seeds) -> list:
-    """The headline rows and Table 2's branches of Ours (its full model is the headline's Ours)."""
-    return (studies.plan_table1(profile, seeds, methods=HEADLINE)
-            + [s for s in studies.plan_ablations(profile, seeds) if s.options])
+    """The headline rows and Table 2 (its full model is the headline's Ours)."""
+    return studies.plan_table1(profile, seeds, methods=HEADLINE) + studies.plan_ablations(profile, seeds)
+
+
+def claim_rows(runs: pd.DataFrame) -> list[dict]:
+    """The claims table's rows on Table 1's and Table 2's accuracies."""
+    return (claims.table1_claims(runs[runs["study"] == "table1"])
+            + claims.table2_claims(runs[runs["study"] == "table2"]))
+
+
+def cell(text: str) -> str:
+    """Text for a Markdown table cell (``|g|`` would end the cell)."""
+    return text.replace("|", "\\|")
 
 
 def main() -> int:
     profile = get_profile("default")
-    seeds = [s for batch in BATCHES.values() for s in batch]
+    seeds = sorted(s for batch in BATCHES.values() for s in batch)
+    if seeds != sorted(profile.seeds):
+        raise SystemExit(f"the batches cover seeds {seeds}, the profile has {list(profile.seeds)}")
     own = read_runs(plan(profile, seeds), profile)
     parts = []
     for folder, batch in BATCHES.items():
         prof = profile.replace(threads=2) if folder.endswith("threads2") else profile
         parts.append(read_runs(plan(prof, list(batch)), prof, results_root=results_dir() / folder))
     perturbed = pd.concat(parts, ignore_index=True)
-    a, b = summarize(own), summarize(perturbed)
-    lines = ["# Headline comparisons and Table 2, 10 seeds: committed runs vs the same seeds perturbed",
-             "", "Perturbed: seeds 0-4 trained with 2 threads, seeds 5-9 with 1 thread and torch's vector kernels "
-             "off (`ATEN_CPU_CAPABILITY=default`).", "",
-             "| comparison (points, paired) | committed | perturbed | moved | same verdict |",
+    a, b = (summarize(runs[runs["variant"] != FULL_MODEL]) for runs in (own, perturbed))
+    lines = [f"# Headline comparisons and Table 2, {len(seeds)} seeds: committed runs vs the same seeds perturbed",
+             "", f"Perturbed: {DESCRIPTION}.", "",
+             "| comparison (points, paired) | committed | perturbed | moved | same sign verdict |",
              "| --- | --- | --- | --- | --- |"]
-    report = {"seeds": seeds, "batches": {k: list(v) for k, v in BATCHES.items()}, "committed": a,
-              "perturbed": b, "machine": machine()}
     for key in a["paired"]:
         x, y = a["paired"][key], b["paired"][key]
         same = verdict(x) == verdict(y)
-        lines.append(f"| {key} | {x['mean']:+.2f} [{x['ci_low']:+.2f}, {x['ci_high']:+.2f}] | "
+        lines.append(f"| {cell(key)} | {x['mean']:+.2f} [{x['ci_low']:+.2f}, {x['ci_high']:+.2f}] | "
                      f"{y['mean']:+.2f} [{y['ci_low']:+.2f}, {y['ci_high']:+.2f}] | {y['mean'] - x['mean']:+.2f} | "
                      f"{'yes' if same else 'NO'} ({verdict(x)}{'' if same else ' -> ' + verdict(y)}) |")
     lines += ["", "| row mean (%) | committed | perturbed | moved |", "| --- | --- | --- | --- |"]
     for key in a["means"]:
         x, y = a["means"][key], b["means"][key]
-        lines.append(f"| {key} | {x['mean']:.2f} ± {x['std']:.2f} | {y['mean']:.2f} ± {y['std']:.2f} | "
+        lines.append(f"| {cell(key)} | {x['mean']:.2f} ± {x['std']:.2f} | {y['mean']:.2f} ± {y['std']:.2f} | "
                      f"{y['mean'] - x['mean']:+.2f} |")
+
+    mine, theirs = claim_rows(own), claim_rows(perturbed)
+    statuses = [{"claim": x["claim"], "committed": x["status"], "rerun": x["rerun"], "perturbed": y["status"],
+                 "same": x["status"] == y["status"]} for x, y in zip(mine, theirs)]
+    changed = sum(not s["same"] for s in statuses)
+    expected = sum(1 - s["rerun"] for s in statuses)
+    lines += ["", "| claim | committed status | re-run chance | perturbed status | same |",
+              "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {cell(s['claim'])} | {s['committed']} | {s['rerun']:.2f} | {s['perturbed']} | "
+              f"{'yes' if s['same'] else 'NO'} |" for s in statuses]
+    lines += ["", f"{changed} of {len(statuses)} statuses changed; the committed runs' re-run chances predict "
+                  f"{expected:.1f}."]
+    report = {"seeds": seeds, "batches": {k: list(v) for k, v in BATCHES.items()}, "committed": a,
+              "perturbed": b, "claims": statuses, "changed": changed, "expected_changes": round(expected, 2),
+              "machine": machine()}
     out = Path(__file__).resolve().parent / "results" / "perturbation_default_mixed"
     write_atomic(json.dumps(report, indent=1, default=str), out.with_suffix(".json"))
     write_atomic("\n".join(lines) + "\n", out.with_suffix(".md"))
