@@ -10,6 +10,10 @@ interval, then how far each mean and each paired difference moved and whether ea
     python benchmarks/perturbation.py                               # the default profile, its seeds
     python benchmarks/perturbation.py --seeds 0,1,2 --set lr=0.005  # a candidate profile
     python benchmarks/perturbation.py --no-ablations                # Table 1 rows only
+    python benchmarks/perturbation.py --seeds 0,1,2,3,4 --table3    # Table 3's runs too (trained, not reported)
+
+``--table3`` also trains Table 3's runs (for the seeds among the profile's ``study_seeds``), so that
+``perturbation_mixed.py`` can decide the whole claims table on the perturbed runs; this report leaves them out.
 
 Writes ``benchmarks/results/perturbation_<profile>.json`` and ``.md``. The runs of ``threads=1`` are
 the profile's own runs when the profile's ``threads`` is 1 (``results/<profile>/...``: reused, not
@@ -46,11 +50,15 @@ def verdict(interval: dict) -> str:
     return "contains 0"
 
 
-def one_setting(profile, data, seeds, ablations: bool, results_root) -> pd.DataFrame:
+def one_setting(profile, data, seeds, ablations: bool, table3: bool, results_root) -> pd.DataFrame:
+    """Train (or reuse) the runs of one setting; the run table of the headline rows and Table 2."""
     specs = studies.plan_table1(profile, seeds, methods=HEADLINE)
     if ablations:
         specs += [s for s in studies.plan_ablations(profile, seeds) if s.options]
-    return studies.execute(specs, profile, data, results_root=results_root, log=None)
+    if table3:
+        specs += studies.plan_optimizers(profile, [s for s in seeds if s in profile.study_seeds])
+    runs = studies.execute(specs, profile, data, results_root=results_root, log=None)
+    return runs[runs["study"] != "table3"]
 
 
 def summarize(runs: pd.DataFrame) -> dict:
@@ -72,6 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
     parser.add_argument("--threads", default="1,2", help="the thread counts to compare (default 1,2)")
     parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--table3", action="store_true", help="also train Table 3's runs (not reported here)")
     parser.add_argument("--tag", default="", help="suffix of the output files and result folders")
     args = parser.parse_args(argv)
 
@@ -85,7 +94,7 @@ def main(argv=None) -> int:
         own = threads == profile.training.threads and not args.set and not args.tag
         root = None if own else results_dir() / f"perturbation{args.tag}-threads{threads}"
         t0 = time.time()
-        runs = one_setting(prof, data, seeds, not args.no_ablations, root)
+        runs = one_setting(prof, data, seeds, not args.no_ablations, args.table3, root)
         settings[threads] = {**summarize(runs), "seconds": round(time.time() - t0, 1)}
         print(f"threads={threads}: {len(runs)} runs in {settings[threads]['seconds']} s", flush=True)
 

@@ -1,11 +1,11 @@
-"""The headline comparisons and Table 2 at every seed of the profile, each seed re-trained under one of two
-perturbations, against the profile's own runs: how far each number moved, and which statuses of the claims
-table changed against how many its re-run chances predicted.
+"""The headline comparisons, Table 2 and the whole claims table at every seed of the profile, each seed
+re-trained under one of two perturbations, against the profile's own runs: how far each number moved, and
+which statuses of the claims table changed against how many its re-run chances predicted.
 
 ``perturbation.py`` compares two settings for the same seeds. The default profile's headline rows have fifteen
 seeds; their perturbed twins were trained in two batches, each the same experiment with other rounding:
 
-    python benchmarks/perturbation.py --seeds 0,1,2,3,4               # seeds 0-4 with 2 threads
+    python benchmarks/perturbation.py --seeds 0,1,2,3,4 --table3      # seeds 0-4 with 2 threads
     ATEN_CPU_CAPABILITY=default python benchmarks/perturbation.py --threads 1 --tag=-isa-default \\
         --seeds 5,6,7,8,9,10,11,12,13,14                              # seeds 5-14, vector kernels off
 
@@ -13,10 +13,11 @@ seeds; their perturbed twins were trained in two batches, each the same experime
 which is why the second batch switches torch's vector kernels off instead, as ``probe_chaos.py`` does).
 This script reads the three results folders and reports, for each headline comparison and each Table 2
 row (Ours against its ablations and weight controls), the committed value, the perturbed value, how far it
-moved and whether its sign verdict is the same; then the same rows as the claims table decides them
-(:func:`gapkit.report.claims.table1_claims`, :func:`~gapkit.report.claims.table2_claims`): each status on the
-committed runs with its re-run chance, the status on the perturbed ones, and the number of statuses that
-changed beside the number the chances predict. It trains nothing: a missing run is an error.
+moved and whether its sign verdict is the same; then the whole claims table, built from each set of runs as
+notebook 06 builds it (:func:`gapkit.report.claims.claims_from_runs`; Table 3 has the study seeds 0-4, in
+the first batch): each status on the committed runs with its re-run chance, the status on the perturbed
+ones, and the number of statuses that changed beside the number the chances predict. It trains nothing: a
+missing run is an error.
 
     python benchmarks/perturbation_mixed.py
 
@@ -40,6 +41,7 @@ from gapkit.paths import results_dir  # noqa: E402
 from gapkit.profiles import get_profile  # noqa: E402
 from gapkit.report import claims  # noqa: E402
 from gapkit.results import read_runs  # noqa: E402
+from gapkit.runs import load_data  # noqa: E402
 
 BATCHES = {"perturbation-threads2": (0, 1, 2, 3, 4),
            "perturbation-isa-default-threads1": (5, 6, 7, 8, 9, 10, 11, 12, 13, 14)}
@@ -51,14 +53,15 @@ FULL_MODEL = next(iter(TABLE2_REPORTED))
 
 
 def plan(profile, seeds) -> list:
-    """The headline rows and Table 2 (its full model is the headline's Ours)."""
-    return studies.plan_table1(profile, seeds, methods=HEADLINE) + studies.plan_ablations(profile, seeds)
+    """The headline rows, Table 2 (its full model is the headline's Ours) and Table 3 for the study seeds."""
+    return (studies.plan_table1(profile, seeds, methods=HEADLINE) + studies.plan_ablations(profile, seeds)
+            + studies.plan_optimizers(profile, [s for s in seeds if s in profile.study_seeds]))
 
 
-def claim_rows(runs: pd.DataFrame) -> list[dict]:
-    """The claims table's rows on Table 1's and Table 2's accuracies."""
-    return (claims.table1_claims(runs[runs["study"] == "table1"])
-            + claims.table2_claims(runs[runs["study"] == "table2"]))
+def claims_of(runs: pd.DataFrame, profile, data) -> pd.DataFrame:
+    """The claims table of these runs, as notebook 06 builds it."""
+    t1, t2, t3 = (runs[runs["study"] == study] for study in ("table1", "table2", "table3"))
+    return claims.claims_from_runs(t1, t2, t3, profile, data).data
 
 
 def cell(text: str) -> str:
@@ -77,7 +80,8 @@ def main() -> int:
         prof = profile.replace(threads=2) if folder.endswith("threads2") else profile
         parts.append(read_runs(plan(prof, list(batch)), prof, results_root=results_dir() / folder))
     perturbed = pd.concat(parts, ignore_index=True)
-    a, b = (summarize(runs[runs["variant"] != FULL_MODEL]) for runs in (own, perturbed))
+    a, b = (summarize(runs[(runs["variant"] != FULL_MODEL) & (runs["study"] != "table3")])
+            for runs in (own, perturbed))
     lines = [f"# Headline comparisons and Table 2, {len(seeds)} seeds: committed runs vs the same seeds perturbed",
              "", f"Perturbed: {DESCRIPTION}.", "",
              "| comparison (points, paired) | committed | perturbed | moved | same sign verdict |",
@@ -94,17 +98,21 @@ def main() -> int:
         lines.append(f"| {cell(key)} | {x['mean']:.2f} ± {x['std']:.2f} | {y['mean']:.2f} ± {y['std']:.2f} | "
                      f"{y['mean'] - x['mean']:+.2f} |")
 
-    mine, theirs = claim_rows(own), claim_rows(perturbed)
-    statuses = [{"claim": x["claim"], "committed": x["status"], "rerun": x["rerun"], "perturbed": y["status"],
-                 "same": x["status"] == y["status"]} for x, y in zip(mine, theirs)]
+    data = load_data(profile)
+    mine, theirs = claims_of(own, profile, data), claims_of(perturbed, profile, data)
+    statuses = [{"claim": x.claim, "committed": x.status, "rerun": None if pd.isna(x.rerun) else x.rerun,
+                 "perturbed": y.status, "same": x.status == y.status}
+                for x, y in zip(mine.itertuples(), theirs.itertuples())]
     changed = sum(not s["same"] for s in statuses)
-    expected = sum(1 - s["rerun"] for s in statuses)
+    expected = sum(1 - s["rerun"] for s in statuses if s["rerun"] is not None)
+    with_chance = sum(s["rerun"] is not None for s in statuses)
     lines += ["", "| claim | committed status | re-run chance | perturbed status | same |",
               "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {cell(s['claim'])} | {s['committed']} | {s['rerun']:.2f} | {s['perturbed']} | "
+    lines += [f"| {cell(s['claim'])} | {s['committed']} | "
+              f"{'-' if s['rerun'] is None else format(s['rerun'], '.2f')} | {s['perturbed']} | "
               f"{'yes' if s['same'] else 'NO'} |" for s in statuses]
-    lines += ["", f"{changed} of {len(statuses)} statuses changed; the committed runs' re-run chances predict "
-                  f"{expected:.1f}."]
+    lines += ["", f"{changed} of {len(statuses)} statuses changed; the re-run chances of the {with_chance} rows that "
+                  f"have one predict {expected:.1f} changes among them."]
     report = {"seeds": seeds, "batches": {k: list(v) for k, v in BATCHES.items()}, "committed": a,
               "perturbed": b, "claims": statuses, "changed": changed, "expected_changes": round(expected, 2),
               "machine": machine()}

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import reevaluate
+from ..data.base import AVData
 from ..paper import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
-from ..results import IMBALANCED_ABOVE, mean_interval, paired_differences
+from ..profiles import Profile
+from ..results import (IMBALANCED_ABOVE, gmm_frame, history_frame, mean_interval, paired_differences, per_sample_gain,
+                       warmup_gmm_summary)
 from .decisions import (HOLDS, LEVEL, NOT_MEASURED, all_of, decide, estimate, every_seed, reproduction_probability,
                         seed_count)
 from .tables import Table
@@ -435,3 +439,21 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
     display = frame.rename(columns=str.capitalize).rename(columns={"Rerun": "Re-run"})
     display["Re-run"] = [f"{p:.2f}" if pd.notna(p) else "-" for p in frame["rerun"]]
     return Table("claims", caption, frame, display)
+
+
+def claims_from_runs(table1: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame, profile: Profile, data: AVData,
+                     *, device: str | None = None, dataset: str = "synthetic") -> Table:
+    """:func:`claims_table` from the run tables of Tables 1-3 (:func:`gapkit.results.read_runs`; ``table1`` with
+    concat, ours and the two Table 1 controls): the warm-up GMM's BIC, dip test and AUROC of Table 1's adaptive runs
+    (:func:`gapkit.results.warmup_gmm_summary`), their GMM fits and histories, Table 2's fits of the runs
+    :data:`REFERENCE_VARIANT`, the GMM fitted to the validation gaps of the full model's and the reference's warm-up
+    and final checkpoints, and the per-sample outcomes of Table 1's runs (both re-evaluated on ``device``)."""
+    ours = table1[table1["variant"] == TABLE1_LABELS["adaptive"]]
+    summary = warmup_gmm_summary(ours, data)
+    auroc = summary[["seed", "auroc_any", "auroc_visual", "auroc_audio"]] if "auroc_visual" in summary else None
+    reference = table2[table2["variant"].isin([next(iter(TABLE2_REPORTED)), REFERENCE_VARIANT])]
+    validation_fits = reevaluate.validation_gmm_frame(reference, profile, data, device=device)
+    per_sample, _ = per_sample_gain(reevaluate.per_sample_outcomes(table1, profile, data, device=device))
+    return claims_table(fits=gmm_frame(ours), bic=summary, history=history_frame(ours), table1=table1, table2=table2,
+                        table3=table3, auroc=auroc, dataset=dataset, profile=profile.name,
+                        reference_fits=gmm_frame(table2), validation_fits=validation_fits, per_sample=per_sample)
