@@ -40,7 +40,7 @@ from gapkit.paper import TABLE2_REPORTED  # noqa: E402
 from gapkit.paths import results_dir  # noqa: E402
 from gapkit.profiles import get_profile  # noqa: E402
 from gapkit.report import claims  # noqa: E402
-from gapkit.results import read_runs  # noqa: E402
+from gapkit.results import mean_interval, read_runs  # noqa: E402
 from gapkit.runs import load_data  # noqa: E402
 
 BATCHES = {"perturbation-threads2": (0, 1, 2, 3, 4),
@@ -82,7 +82,7 @@ def main() -> int:
     perturbed = pd.concat(parts, ignore_index=True)
     a, b = (summarize(runs[(runs["variant"] != FULL_MODEL) & (runs["study"] != "table3")])
             for runs in (own, perturbed))
-    lines = [f"# Headline comparisons and Table 2, {len(seeds)} seeds: committed runs vs the same seeds perturbed",
+    lines = [f"# Tables 1-3 and the claims, {len(seeds)} seeds: committed runs vs the same seeds perturbed",
              "", f"Perturbed: {DESCRIPTION}.", "",
              "| comparison (points, paired) | committed | perturbed | moved | same sign verdict |",
              "| --- | --- | --- | --- | --- |"]
@@ -92,11 +92,15 @@ def main() -> int:
         lines.append(f"| {cell(key)} | {x['mean']:+.2f} [{x['ci_low']:+.2f}, {x['ci_high']:+.2f}] | "
                      f"{y['mean']:+.2f} [{y['ci_low']:+.2f}, {y['ci_high']:+.2f}] | {y['mean'] - x['mean']:+.2f} | "
                      f"{'yes' if same else 'NO'} ({verdict(x)}{'' if same else ' -> ' + verdict(y)}) |")
-    lines += ["", "| row mean (%) | committed | perturbed | moved |", "| --- | --- | --- | --- |"]
+    for runs, summary in ((own, a), (perturbed, b)):  # Table 3's rows beside them (its study seeds)
+        for variant, group in runs[runs["study"] == "table3"].groupby("variant", sort=False):
+            summary["means"][f"Table 3: {variant}"] = mean_interval(100 * group["test_acc"])
+    lines += ["", "| row mean (%) | committed | perturbed | moved | committed half-width |",
+              "| --- | --- | --- | --- | --- |"]
     for key in a["means"]:
         x, y = a["means"][key], b["means"][key]
         lines.append(f"| {cell(key)} | {x['mean']:.2f} ± {x['std']:.2f} | {y['mean']:.2f} ± {y['std']:.2f} | "
-                     f"{y['mean'] - x['mean']:+.2f} |")
+                     f"{y['mean'] - x['mean']:+.2f} | {(x['ci_high'] - x['ci_low']) / 2:.2f} |")
 
     data = load_data(profile)
     mine, theirs = claims_of(own, profile, data), claims_of(perturbed, profile, data)

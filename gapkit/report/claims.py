@@ -7,7 +7,10 @@ the 95% Student-t interval of its mean over seeds (:func:`gapkit.results.mean_in
 **contradicted** where it lies wholly on the other side, and is **not resolved at N seeds** otherwise,
 one seed included (no interval). A mean that merely points the paper's way is not evidence at a few
 seeds. The per-seed values are listed next to each. The status says nothing about the paper's own
-data: these are measurements on whatever profile and dataset were run.
+data: these are measurements on whatever profile and dataset were run. Each status decided on one interval
+carries the chance that a re-run with other rounding reaches it
+(:func:`~gapkit.report.decisions.reproduction_probability`): a status whose interval ends near its threshold
+is one another machine may well not reproduce.
 """
 from __future__ import annotations
 
@@ -263,6 +266,7 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
     measured = (f"{better} - {worse} = {estimate(stats)} points of test accuracy at the best validation epoch "
                 f"after warm-up (mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(diff)}); smallest "
                 f"effect this interval detects: {half:.1f} points")
+
     def status_of(s: dict) -> str:
         status = decide(s, +1)
         if paper_effect is not None and s["n"] > 1 and not s["ci_low"] <= paper_effect <= s["ci_high"] \

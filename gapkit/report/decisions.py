@@ -43,8 +43,7 @@ def reproduction_probability(stats: dict, status_of, thresholds) -> float | None
 
     Under floating-point chaos a re-run redraws each seed's value (the perturbation check measures how far it moves),
     so its mean is taken as normal around this mean with the variance of a difference of two independent means,
-    2 SE^2 (SE = the interval's half-width / its t quantile), and its interval as wide as this one: a cautious model,
-    since twins that share a seed's initialisation and data order move about half as far. ``status_of``
+    2 SE^2 (SE = the interval's half-width / its t quantile), and its interval as wide as this one. ``status_of``
     gives the status of such an interval (the claim's own rule); it can change only where the interval's end
     crosses one of ``thresholds`` (0, the paper's effect, a tolerance), so the probability is the normal mass of
     the stretches of re-run means whose status is this one's. ``None`` for fewer than two seeds (no interval).
