@@ -44,7 +44,7 @@ def test_bench_methods_rejects_unknown_method(bench_methods, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("script", ["bench_training", "bench_methods", "bench_gpu"])
+@pytest.mark.parametrize("script", ["bench_training", "bench_methods", "bench_gpu", "perturbation"])
 def test_bench_help(script, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
