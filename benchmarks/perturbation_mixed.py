@@ -104,6 +104,9 @@ def main() -> int:
 
     data = load_data(profile)
     mine, theirs = claims_of(own, profile, data), claims_of(perturbed, profile, data)
+    if list(mine["claim"]) != list(theirs["claim"]):
+        differ = set(mine["claim"]) ^ set(theirs["claim"])
+        raise SystemExit(f"the two claims tables hold different rows: {', '.join(sorted(differ))}")
     statuses = [{"claim": x.claim, "committed": x.status, "rerun": None if pd.isna(x.rerun) else x.rerun,
                  "perturbed": y.status, "same": x.status == y.status}
                 for x, y in zip(mine.itertuples(), theirs.itertuples())]

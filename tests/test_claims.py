@@ -24,7 +24,7 @@ def test_an_interval_that_excludes_the_papers_effect_says_so():
     assert "smallest effect this interval detects: 0.4 points" in row["measured"]
 
 
-# ---------------------------------------------------------------------------------------------- the chance a re-run agrees
+# --------------------------------------------------------------------------------------- the chance a re-run agrees
 
 # Ten seeds, an interval of half-width 1 around the mean: t_{0.975, 9} = 2.262157, so SE = 1 / 2.262157 and a
 # re-run's mean spreads with sd sqrt(2) * SE = 0.625161 around this mean.
