@@ -14,7 +14,7 @@ which is why the second batch switches torch's vector kernels off instead, as ``
 This script reads the three results folders and reports, for each headline comparison and each Table 2
 row (Ours against its ablations and weight controls), the committed value, the perturbed value, how far it
 moved and whether its sign verdict is the same; then the whole claims table, built from each set of runs as
-notebook 06 builds it (:func:`gapkit.report.claims.claims_from_runs`; Table 3 has the study seeds 0-4, in
+notebook 06 builds it (:func:`gapkit.reevaluate.claim_inputs`; Table 3 has the study seeds 0-4, in
 the first batch): each status on the committed runs with its re-run chance, the status on the perturbed
 ones, and the number of statuses that changed beside the number the chances predict. It trains nothing: a
 missing run is an error.
@@ -36,7 +36,8 @@ from _bench_common import machine, write_atomic  # noqa: E402
 from perturbation import HEADLINE, summarize, verdict  # noqa: E402
 
 from gapkit import studies  # noqa: E402
-from gapkit.paper import TABLE2_REPORTED  # noqa: E402
+from gapkit import reevaluate  # noqa: E402
+from gapkit.paper import FULL_MODEL  # noqa: E402
 from gapkit.paths import results_dir  # noqa: E402
 from gapkit.profiles import get_profile  # noqa: E402
 from gapkit.report import claims  # noqa: E402
@@ -48,10 +49,6 @@ BATCHES = {"perturbation-threads2": (0, 1, 2, 3, 4),
 DESCRIPTION = ("seeds 0-4 trained with 2 threads, seeds 5-14 with 1 thread and torch's vector kernels off "
                "(`ATEN_CPU_CAPABILITY=default`)")
 
-#: Table 2's full model: the Table 1 run "Ours", read a second time under this label
-FULL_MODEL = next(iter(TABLE2_REPORTED))
-
-
 def plan(profile, seeds) -> list:
     """The headline rows, Table 2 (its full model is the headline's Ours) and Table 3 for the study seeds."""
     return (studies.plan_table1(profile, seeds, methods=HEADLINE) + studies.plan_ablations(profile, seeds)
@@ -61,7 +58,8 @@ def plan(profile, seeds) -> list:
 def claims_of(runs: pd.DataFrame, profile, data) -> pd.DataFrame:
     """The claims table of these runs, as notebook 06 builds it."""
     t1, t2, t3 = (runs[runs["study"] == study] for study in ("table1", "table2", "table3"))
-    return claims.claims_from_runs(t1, t2, t3, profile, data).data
+    return claims.claims_table(table1=t1, table2=t2, table3=t3, profile=profile.name,
+                               **reevaluate.claim_inputs(t1, t2, profile, data)).data
 
 
 def cell(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Saved models evaluated again: the per-sample view and the GMM on validation gaps.
+"""Saved models evaluated again: the per-sample view and the GMM on validation gaps, and with them everything the
+claims table is decided on (:func:`claim_inputs`).
 
 Read-only like :mod:`gapkit.results` (nothing here trains), but where that module reads what the runs
 wrote, this one rebuilds a run's models from its checkpoints (``warmup.pt``, ``best.pt``, ``last.pt``) and
@@ -16,7 +17,9 @@ import torch
 from .data.base import AVData
 from .mixture import GapMixture
 from .profiles import Profile
-from .results import IMBALANCED_ABOVE, imbalance_weights, load_history, warmup_mixture
+from .paper import FULL_MODEL, REFERENCE_VARIANT, TABLE1_LABELS
+from .results import (IMBALANCED_ABOVE, gmm_frame, history_frame, imbalance_weights, load_history, per_sample_gain,
+                      warmup_gmm_summary, warmup_mixture)
 from .runs import build_model, run_name
 from .training import TrainConfig, Trainer, selected_epoch
 
@@ -149,3 +152,21 @@ def per_sample_outcomes(runs: pd.DataFrame, profile: Profile, data: AVData, devi
         frames.append(pd.DataFrame({"variant": row.variant, "method": row.method, "seed": seed, **partitions[seed],
                                     "pred_after": after.logits.argmax(1).numpy()}))
     return pd.concat(frames, ignore_index=True)
+
+
+def claim_inputs(table1: pd.DataFrame, table2: pd.DataFrame, profile: Profile, data: AVData,
+                 device: str | None = None) -> dict:
+    """What :func:`gapkit.report.claims.claims_table` decides on besides the run tables, from the run tables of
+    Tables 1 and 2 (``table1`` with concat, ours and the two Table 1 controls): the warm-up GMM's BIC, dip test and
+    AUROC of Table 1's adaptive runs, their GMM fits and histories, Table 2's GMM fits, the GMM fitted to the
+    validation gaps of the full model's and :data:`~gapkit.paper.REFERENCE_VARIANT`'s checkpoints, and the per-sample
+    outcomes of Table 1's runs (both re-evaluated on ``device``)."""
+    ours = table1[table1["variant"] == TABLE1_LABELS["adaptive"]]
+    summary = warmup_gmm_summary(ours, data)
+    auroc = summary[["seed", "auroc_any", "auroc_visual", "auroc_audio"]] if "auroc_visual" in summary else None
+    reference = table2[table2["variant"].isin([FULL_MODEL, REFERENCE_VARIANT])]
+    per_sample, _ = per_sample_gain(per_sample_outcomes(table1, profile, data, device=device))
+    return {"fits": gmm_frame(ours), "bic": summary, "history": history_frame(ours), "auroc": auroc,
+            "reference_fits": gmm_frame(table2),
+            "validation_fits": validation_gmm_frame(reference, profile, data, device=device),
+            "per_sample": per_sample}

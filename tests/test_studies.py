@@ -12,7 +12,7 @@ from gapkit import paper, results, studies
 from gapkit.data.base import AVData
 from gapkit.notebook import UnknownParameterError, check_parameters, resolve_seeds, setup
 from gapkit.profiles import Profile, get_profile
-from gapkit.report import claims, tables
+from gapkit.report import claims, gmm_claims, tables
 from gapkit.training import selected_epoch, summarize
 
 
@@ -181,8 +181,8 @@ def test_comparison_interval_in_points():
 
 def test_threshold_claims_decide_on_the_interval():
     below = results.mean_interval([0.01, 0.02, 0.015])
-    assert claims.decide(below, -1, claims.BALANCED_TOLERANCE) == "holds"
-    assert claims.decide(below, +1, claims.BALANCED_TOLERANCE) == "contradicted"
+    assert claims.decide(below, -1, gmm_claims.BALANCED_TOLERANCE) == "holds"
+    assert claims.decide(below, +1, gmm_claims.BALANCED_TOLERANCE) == "contradicted"
     assert claims.decide(results.mean_interval([0.55, 0.7, 0.62]), +1, claims.AUROC_THRESHOLD) == "not resolved at 3 seeds"
     assert claims.all_of(["holds", "not resolved at 2 seeds"], 2) == "not resolved at 2 seeds"
     assert claims.all_of(["holds", "contradicted"], 2) == "contradicted"

@@ -14,7 +14,7 @@ from gapkit.data.base import AVData
 from gapkit.data.batches import iterate_batches
 from gapkit.gap import collect_outputs
 from gapkit.mixture import GapMixture
-from gapkit.report import claims
+from gapkit.report import claims, gmm_claims
 from gapkit.runs import build_model
 from gapkit.training import selected_epoch
 
@@ -133,7 +133,7 @@ def test_claims_table_with_every_optional_input(runs, frame, profile, data):
         "The imbalanced component's mean moves toward 0 more than without the GMM weights",
         "The density at g = 0 rises more than without the GMM weights",
         *[f"{c} more than without the GMM weights (GMM fitted to the validation clips' gaps)"
-          for c, *_ in claims.EVOLUTION_CLAIMS],
+          for c, *_ in gmm_claims.EVOLUTION_CLAIMS],
         "On the clips the warm-up GMM calls imbalanced, Ours gains more than Concat",
         "On the clips the warm-up GMM calls imbalanced, Ours gains more than the warm-up loss (Eq. 7) kept "
         "throughout from the same warm-up",

@@ -10,27 +10,19 @@ seeds. The per-seed values are listed next to each. The status says nothing abou
 data: these are measurements on whatever profile and dataset were run. Each status decided on one interval
 carries the chance that a re-run with other rounding reaches it
 (:func:`~gapkit.report.decisions.reproduction_probability`): a status whose interval ends near its threshold
-is one another machine may well not reproduce.
+is one another machine may well not reproduce. The claims about the GMM itself are in
+:mod:`gapkit.report.gmm_claims`.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from .. import reevaluate
-from ..data.base import AVData
-from ..paper import GMM_REPORTED, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
-from ..profiles import Profile
-from ..results import (IMBALANCED_ABOVE, gmm_frame, history_frame, mean_interval, paired_differences, per_sample_gain,
-                       warmup_gmm_summary)
-from .decisions import (HOLDS, LEVEL, NOT_MEASURED, all_of, decide, estimate, every_seed, reproduction_probability,
-                        seed_count)
+from ..paper import FULL_MODEL, TABLE1_LABELS, TABLE2_REPORTED, TABLE3_REPORTED, WEIGHT_CONTROLS
+from ..results import IMBALANCED_ABOVE, mean_interval, paired_differences
+from .decisions import (HOLDS, LEVEL, NOT_MEASURED, all_of, claim_row, decide, decided, estimate, per_seed,
+                        reproduction_probability, seed_count)
+from .gmm_claims import gmm_claims
 from .tables import Table
-
-#: |mu_0| below this counts as "near 0" (the gap lives in [-1, 1]; the paper's mu_0 is 0.0056)
-BALANCED_TOLERANCE = 0.05
-
-#: a BIC difference above which two components are "very strong" evidence (Kass and Raftery's scale)
-BIC_MARGIN = 10.0
 
 #: the AUROC above which w_imb counts as detecting visually degraded clips (0.5 is chance)
 AUROC_THRESHOLD = 0.6
@@ -38,185 +30,12 @@ AUROC_THRESHOLD = 0.6
 #: source of the rows that test controls, not the paper's own experiments
 CONTROLS_SOURCE = "Controls (not in the paper)"
 
-#: The Table 2 row the GMM evolution claims are measured against: Eq. 10 with every GMM weight 1, from the same
-#: warm-up. Its beta * g^2 term alone pulls the training gaps toward 0, so a fall of pi_1 or |mu_1| and a rise of the
-#: density at 0 over the adaptive steps is evidence for the GMM's part only beyond what this run shows.
-REFERENCE_VARIANT = "w/o GMM weights"
-
 #: source of the per-sample rows: a test of the paper's account on its own subsets, not a measurement of the paper
 PER_SAMPLE_SOURCE = "Sec. 3.3 (per-sample test, not in the paper)"
 
 #: what each weight control of Table 2 puts in place of w_imb, for its claim
 WEIGHT_CONTROL_CLAIMS = {"gap-magnitude": "|g| rescaled to the GMM weight's batch mean",
                          "shuffled": "the GMM's weights shuffled within the batch"}
-
-
-def _per_seed(values, fmt: str = "{:+.2f}") -> str:
-    return ", ".join(f"seed {s}: {fmt.format(v)}" for s, v in dict(values).items())
-
-
-def _row(claim: str, source: str, paper: str, measured: str, status: str, rerun: float | None = None) -> dict:
-    """One claim; ``rerun``: :func:`~gapkit.report.decisions.reproduction_probability` of its status (``None`` for a
-    claim decided seed by seed or on several intervals)."""
-    return {"claim": claim, "source": source, "paper": paper, "measured": measured, "status": status,
-            "rerun": rerun}
-
-
-def _decided(stats: dict, direction: int, threshold: float = 0.0) -> tuple[str, float | None]:
-    """:func:`~gapkit.report.decisions.decide`'s status and the chance a re-run reaches it."""
-    def status_of(s):
-        return decide(s, direction, threshold)
-
-    return status_of(stats), reproduction_probability(stats, status_of, [threshold])
-
-
-def gmm_claims(fits: pd.DataFrame, bic: pd.DataFrame, reference_fits: pd.DataFrame | None = None,
-               validation_fits: pd.DataFrame | None = None) -> list[dict]:
-    """Section 3.2 / Figure 2 (bimodality, balanced component at 0) and Section 4.5 / Figure 3 (evolution).
-
-    ``fits``: :func:`gapkit.results.gmm_frame` of the Table 1 adaptive runs; ``bic``: one row per seed with
-    ``bic_1`` and ``bic_2`` of the post-warm-up gaps. Each claim is decided on its per-seed values.
-
-    ``reference_fits``: :func:`gapkit.results.gmm_frame` of the Table 2 runs :data:`REFERENCE_VARIANT` (Eq. 10 with
-    every weight 1, same warm-up; a frame of several variants is narrowed to that one). Given, the three evolution
-    claims are decided on (change of the full model) - (change without the weights), paired by seed
-    (:func:`evolution_claim`), and read "... more than without the GMM weights"; ``None``: on the change alone.
-    ``validation_fits``: :func:`gapkit.reevaluate.validation_gmm_frame` of the full model's runs and, optionally, of the
-    reference's (told apart by ``variant``): three more evolution rows on the GMM fitted to the validation clips'
-    gaps of the warm-up and the final model, against the reference where its runs are in it.
-    """
-    rows = []
-    delta = (bic["bic_1"] - bic["bic_2"]).set_axis(bic["seed"])
-    dip_p = bic.set_index("seed")["dip_p"]
-    n = len(delta)
-    rows.append(_row(
-        "The modality gaps after warm-up are bimodal (two modes: Hartigan's dip test rejects one mode)",
-        "Sec. 3.2, Fig. 2", "two components (weights 0.857 / 0.143)",
-        f"dip test p-value per seed: {_per_seed(dip_p, '{:.3g}')} (holds where p < {1 - LEVEL:.2f} at every seed, "
-        f"contradicted where at none)", every_seed(dip_p < 1 - LEVEL, n)))
-    rows.append(_row(
-        "A 2-component GMM fits the gaps after warm-up better than one Gaussian (BIC; any skewed distribution does)",
-        "Sec. 3.2, Fig. 2", "two components (weights 0.857 / 0.143)",
-        f"BIC(1) - BIC(2) per seed: {_per_seed(delta, '{:+.1f}')} (> {BIC_MARGIN:g}: very strong evidence for two "
-        f"components; holds where every seed shows it, contradicted where every seed shows the opposite)",
-        every_seed(delta > BIC_MARGIN, n, against=delta < -BIC_MARGIN)))
-
-    first = fits[fits["fit"] == 0].set_index("seed")
-    mu0 = first["mu_bal"]
-    stats = mean_interval(mu0.abs(), LEVEL)
-    rows.append(_row(
-        f"The balanced component is centred near 0 (|mu_0| < {BALANCED_TOLERANCE})", "Sec. 3.2, Fig. 2",
-        f"mu_0 = {GMM_REPORTED['mu_bal']}",
-        f"|mu_0| = {estimate(stats, '{:.4f}')} (mean over {seed_count(stats['n'])}; "
-        f"{_per_seed(mu0, 'mu_0 = {:+.4f}')})",
-        *_decided(stats, -1, BALANCED_TOLERANCE)))
-
-    reference = _variant(reference_fits, REFERENCE_VARIANT, "reference_fits")
-    suffix = " more than without the GMM weights" if reference is not None else ""
-    for claim, key, paper, direction, transform, digits in EVOLUTION_CLAIMS:
-        rows.append(evolution_claim(claim + suffix, key, paper, direction, fits, reference, transform=transform,
-                                    digits=digits))
-    fallbacks = fits[fits["fallback"].notna()]
-    if len(fallbacks):
-        rows[-1]["measured"] += f"; {len(fallbacks)} fit(s) fell back to a single Gaussian"
-    if reference is not None and reference["fallback"].notna().any():
-        rows[-1]["measured"] += (f"; {int(reference['fallback'].notna().sum())} fit(s) of the runs {REFERENCE_VARIANT} "
-                                 f"fell back to a single Gaussian")
-    if validation_fits is not None:
-        full, ref = _split_validation(validation_fits)
-        suffix = " more than without the GMM weights" if ref is not None else ""
-        for claim, key, paper, direction, transform, digits in EVOLUTION_CLAIMS:
-            rows.append(evolution_claim(f"{claim}{suffix} (GMM fitted to the validation clips' gaps)", key, paper,
-                                        direction, full, ref, transform=transform, digits=digits, stages=None))
-        fallbacks = full[full["fallback"].notna()]
-        if len(fallbacks):
-            rows[-1]["measured"] += f"; {len(fallbacks)} fit(s) fell back to a single Gaussian"
-    return rows
-
-
-#: The evolution claims of Section 4.5 / Figure 3: claim, key of a GMM fit, the paper's value, the claimed direction
-#: of the change (+1 rises, -1 falls), the transform of the key before the change is taken, the digits shown.
-EVOLUTION_CLAIMS = [
-    ("The imbalanced component's weight pi_1 falls over the adaptive steps", "w_imb", "falls from 0.143", -1, None, 3),
-    ("The imbalanced component's mean moves toward 0", "mu_imb", "|mu_1| falls from 0.6966", -1, "abs", 4),
-    ("The density at g = 0 rises", "density_at_0", "about 3.3 -> above 20 after four steps", +1, None, 2),
-]
-
-
-def _variant(frame: pd.DataFrame | None, label: str, name: str) -> pd.DataFrame | None:
-    """The rows of variant ``label`` where ``frame`` holds several variants; all of it where it holds one."""
-    if frame is None or "variant" not in frame or frame["variant"].nunique() <= 1:
-        return frame
-    if label not in set(frame["variant"]):
-        raise ValueError(f"{name} holds the variants {sorted(frame['variant'].unique())}, none of them {label!r}")
-    return frame[frame["variant"] == label]
-
-
-def _split_validation(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Validation fits -> (the full model's, the reference's or ``None``): the reference is :data:`REFERENCE_VARIANT`,
-    the full model the one other variant (a Table 1 "Ours" or a Table 2 "Full model" run table)."""
-    if "variant" not in frame:
-        return frame, None
-    is_ref = frame["variant"] == REFERENCE_VARIANT
-    full = frame[~is_ref]
-    if full["variant"].nunique() > 1:
-        raise ValueError(f"validation_fits holds the variants {sorted(full['variant'].unique())} besides "
-                         f"{REFERENCE_VARIANT!r}: pass the full model's runs and the reference's only")
-    return full, (frame[is_ref] if is_ref.any() else None)
-
-
-def _first_last(fits: pd.DataFrame, key: str, transform):
-    """Per seed: ``key`` of the first fit (after warm-up) and of the last (after the last adaptive step), transformed,
-    and the two fits' labels and the last fit's index (the adaptive steps behind it)."""
-    first = fits[fits["fit"] == 0].set_index("seed")
-    last = fits.loc[fits.groupby("seed")["fit"].idxmax()].set_index("seed")
-    steps = int(last["fit"].iloc[0]) if len(last) else 0
-    labels = (first["label"].iloc[0] if "label" in first and len(first) else "first fit",
-              last["label"].iloc[0] if "label" in last and len(last) else "last fit")
-    return transform(first[key]), transform(last[key]), steps, labels
-
-
-def evolution_claim(claim: str, key: str, paper: str, direction: int, fits: pd.DataFrame,
-                    reference: pd.DataFrame | None = None, *, transform=None, digits: int = 3,
-                    stages: tuple[str, str] | None = ("after warm-up", "after {steps} adaptive steps"),
-                    source: str = "Sec. 4.5, Fig. 3") -> dict:
-    """Figure 3's claim that GMM parameter ``key`` moves in ``direction`` (+1 up, -1 down) from the first fit (after
-    warm-up, ``fit`` 0) to the last, per seed; ``transform``: ``"abs"`` (|mu_1|), a function, or ``None``.
-
-    Without ``reference``: decided on the per-seed change. With ``reference`` (the fits of runs without the GMM weights,
-    :data:`REFERENCE_VARIANT`, same warm-up): decided on the per-seed difference (change here) - (change there),
-    paired by seed, since the gap terms of Eq. 10 move the gaps toward 0 with or without the weights; the plain change
-    and the status it alone would give are reported beside it. ``stages`` names the two fits in the text
-    (``None``: their ``label`` column, as :func:`gapkit.reevaluate.validation_gmm_frame` writes it).
-    """
-    transform = (lambda v: v.abs()) if transform == "abs" else (transform or (lambda v: v))
-    a, b, steps, labels = _first_last(fits, key, transform)
-    start, end = stages if stages is not None else labels
-    end = end.format(steps=steps)
-    change = b - a
-    stats = mean_interval(change, LEVEL)
-    fmt, signed = f"{{:.{digits}f}}", f"{{:+.{digits}f}}"
-    per = ", ".join(f"seed {s}: {fmt.format(a[s])} -> {fmt.format(b[s])}" for s in a.index)
-    plain = (f"{start} {fmt.format(a.mean())} -> {end} {fmt.format(b.mean())} (means); change "
-             f"{estimate(stats, signed)} over {seed_count(stats['n'])} ({per})")
-    if reference is None:
-        return _row(claim, source, paper, plain, *_decided(stats, direction))
-    ra, rb, rsteps, rlabels = _first_last(reference, key, transform)
-    rstart, rend = stages if stages is not None else rlabels
-    rchange = rb - ra
-    rstats = mean_interval(rchange, LEVEL)
-    both = change.index.intersection(rchange.index)
-    diff = (change[both] - rchange[both]).dropna()
-    dstats = mean_interval(diff, LEVEL)
-    per_diff = ", ".join(f"seed {s}: {signed.format(change[s])} - {signed.format(rchange[s])} = "
-                         f"{signed.format(diff[s])}" for s in diff.index)
-    measured = (f"full model: {plain}; {REFERENCE_VARIANT} (Eq. 10 with every weight 1, same warm-up): {rstart} "
-                f"{fmt.format(ra.mean())} -> {rend.format(steps=rsteps)} {fmt.format(rb.mean())} (means); change "
-                f"{estimate(rstats, signed)} over {seed_count(rstats['n'])}; difference of the changes (full model - "
-                f"{REFERENCE_VARIANT}, paired by seed) {estimate(dstats, signed)} over {seed_count(dstats['n'])} "
-                f"({per_diff}); the full model's change alone would read: {decide(stats, direction)}")
-    return _row(claim, source, f"{paper}; the paper shows no run without the GMM weights", measured,
-                *_decided(dstats, direction))
 
 
 def accuracy_claim(history: pd.DataFrame) -> dict:
@@ -243,7 +62,7 @@ def accuracy_claim(history: pd.DataFrame) -> dict:
                 f"(|gap| {gap_e.mean():.1f} points); change in points {change} (means over {seed_count(n)}; "
                 f"per seed |gap| "
                 f"{', '.join(f'{s}: {a:.1f} -> {b:.1f}' for s, a, b in zip(gap_w.index, gap_w, gap_e))})")
-    return _row("Unimodal validation accuracies rise and converge during adaptive training "
+    return claim_row("Unimodal validation accuracies rise and converge during adaptive training "
                 "(|audio - visual| shrinks from end of warm-up to end)", "Sec. 4.5, Fig. 4",
                 "about 10 points apart after warm-up; both rise and converge", measured, status)
 
@@ -261,10 +80,10 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
     diff = 100 * paired_differences(runs, better, worse)
     stats = mean_interval(diff, LEVEL)
     if stats["n"] == 0:
-        return _row(claim, source, paper, "not measured (no seed has both runs)", NOT_MEASURED)
+        return claim_row(claim, source, paper, "not measured (no seed has both runs)", NOT_MEASURED)
     half = (stats["ci_high"] - stats["ci_low"]) / 2
     measured = (f"{better} - {worse} = {estimate(stats)} points of test accuracy at the best validation epoch "
-                f"after warm-up (mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(diff)}); smallest "
+                f"after warm-up (mean over {seed_count(stats['n'])}, paired by seed; {per_seed(diff)}); smallest "
                 f"effect this interval detects: {half:.1f} points")
 
     def status_of(s: dict) -> str:
@@ -281,7 +100,7 @@ def comparison(claim: str, source: str, paper: str, runs: pd.DataFrame, better: 
     if status.startswith("not resolved") and stats["n"] > 1:
         measured += f"; no difference larger than {max(abs(stats['ci_low']), abs(stats['ci_high'])):.1f} points"
     thresholds = [0.0] if paper_effect is None else [0.0, paper_effect]
-    return _row(claim, source, paper, measured, status, reproduction_probability(stats, status_of, thresholds))
+    return claim_row(claim, source, paper, measured, status, reproduction_probability(stats, status_of, thresholds))
 
 
 def auroc_claim(auroc: pd.DataFrame) -> dict:
@@ -295,10 +114,10 @@ def auroc_claim(auroc: pd.DataFrame) -> dict:
     measured = (f"AUROC of w_imb (Eq. 9, after warm-up) for visually degraded clips "
                 f"{estimate(stats['visual'], '{:.3f}')}, audio-degraded {estimate(stats['audio'], '{:.3f}')}, any "
                 f"{estimate(stats['any'], '{:.3f}')} (0.5 = chance, holds above {AUROC_THRESHOLD}; mean over "
-                f"{seed_count(stats['visual']['n'])}; visual: {_per_seed(visual, '{:.3f}')})")
-    return _row("The imbalanced component (audio >> visual) flags clips whose visual stream is degraded",
+                f"{seed_count(stats['visual']['n'])}; visual: {per_seed(visual, '{:.3f}')})")
+    return claim_row("The imbalanced component (audio >> visual) flags clips whose visual stream is degraded",
                 "Sec. 5 (Discussion)", "imbalanced samples 'may result from low-quality data'", measured,
-                *_decided(stats["visual"], +1, AUROC_THRESHOLD))
+                *decided(stats["visual"], +1, AUROC_THRESHOLD))
 
 
 def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["concat"], *,
@@ -324,8 +143,8 @@ def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["conca
     imb, bal = margin("imbalanced"), margin("balanced")
     stats, bal_stats = mean_interval(imb, LEVEL), mean_interval(bal, LEVEL)
     if stats["n"] == 0:
-        return _row(claim, source, paper, f"not measured (no seed has runs of both {ours} and {other} with imbalanced "
-                                          f"test clips)", NOT_MEASURED)
+        return claim_row(claim, source, paper, f"not measured (no seed has runs of both {ours} and {other} with "
+                                               f"imbalanced test clips)", NOT_MEASURED)
     both = imb.index.intersection(bal.index)
     inter_stats = mean_interval((imb[both] - bal[both]).dropna(), LEVEL)
     mine = per_sample[per_sample["variant"].isin([ours, other]) & per_sample["seed"].isin(imb.index)]
@@ -337,10 +156,10 @@ def per_sample_claim(per_sample: pd.DataFrame, other: str = TABLE1_LABELS["conca
                         f"{change.get((subset, other), float('nan')):+.2f}" for subset in ("imbalanced", "balanced"))
     measured = (f"imbalanced subset (w_imb > {IMBALANCED_ABOVE} under the seed's warm-up GMM, {sizes.mean():.1f} test "
                 f"clips per seed on average{empty}): {ours} - {other} = {estimate(stats)} points of test accuracy "
-                f"(selected models, mean over {seed_count(stats['n'])}, paired by seed; {_per_seed(imb)}); balanced "
-                f"subset: {estimate(bal_stats)} ({_per_seed(bal)}); imbalanced minus balanced margin "
+                f"(selected models, mean over {seed_count(stats['n'])}, paired by seed; {per_seed(imb)}); balanced "
+                f"subset: {estimate(bal_stats)} ({per_seed(bal)}); imbalanced minus balanced margin "
                 f"{estimate(inter_stats)}; change from the warm-up model, points (means over seeds): {changes}")
-    return _row(claim, source, paper, measured, *_decided(stats, +1))
+    return claim_row(claim, source, paper, measured, *decided(stats, +1))
 
 
 def per_sample_claims(per_sample: pd.DataFrame) -> list[dict]:
@@ -382,7 +201,7 @@ def table1_claims(table1: pd.DataFrame) -> list[dict]:
 
 def table2_claims(table2: pd.DataFrame) -> list[dict]:
     """Table 2's ablations, each "lowers accuracy" against the full model, and the two weight controls."""
-    full = next(iter(TABLE2_REPORTED))
+    full = FULL_MODEL
     rows = [comparison(f"Ablation '{label}' lowers accuracy", "Sec. 4.4, Table 2",
                        f"{TABLE2_REPORTED[full][0]} -> {crema} (CREMA-D), {TABLE2_REPORTED[full][1]} -> {ave} (AVE)",
                        table2, full, label, paper_effect=TABLE2_REPORTED[full][0] - crema)
@@ -404,9 +223,10 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
 
     ``table1`` needs the runs of concat, ours and the two Table 1 controls; ``auroc`` the per-seed AUROCs
     (:func:`auroc_claim`; ``None``: no degradation record, no row). ``reference_fits`` (the GMM fits of the runs
-    :data:`REFERENCE_VARIANT`) and ``validation_fits`` (:func:`gapkit.reevaluate.validation_gmm_frame`): see
-    :func:`gmm_claims`; ``per_sample`` (the per-run table of :func:`gapkit.results.per_sample_gain`): the rows of
+    :data:`gapkit.paper.REFERENCE_VARIANT`) and ``validation_fits``
+    (:func:`gapkit.reevaluate.validation_gmm_frame`): see :func:`gmm_claims`; ``per_sample`` (the per-run table of :func:`gapkit.results.per_sample_gain`): the rows of
     :func:`per_sample_claims` after Table 1's comparisons. Each ``None``: as without it, no row and no change.
+    :func:`gapkit.reevaluate.claim_inputs` gives every one of them from the run tables of Tables 1 and 2.
     """
     rows = gmm_claims(fits, bic, reference_fits, validation_fits)
     rows.append(accuracy_claim(history))
@@ -443,21 +263,3 @@ def claims_table(*, fits: pd.DataFrame, bic: pd.DataFrame, history: pd.DataFrame
     display = frame.rename(columns=str.capitalize).rename(columns={"Rerun": "Re-run"})
     display["Re-run"] = [f"{p:.2f}" if pd.notna(p) else "-" for p in frame["rerun"]]
     return Table("claims", caption, frame, display)
-
-
-def claims_from_runs(table1: pd.DataFrame, table2: pd.DataFrame, table3: pd.DataFrame, profile: Profile, data: AVData,
-                     *, device: str | None = None, dataset: str = "synthetic") -> Table:
-    """:func:`claims_table` from the run tables of Tables 1-3 (:func:`gapkit.results.read_runs`; ``table1`` with
-    concat, ours and the two Table 1 controls): the warm-up GMM's BIC, dip test and AUROC of Table 1's adaptive runs
-    (:func:`gapkit.results.warmup_gmm_summary`), their GMM fits and histories, Table 2's fits of the runs
-    :data:`REFERENCE_VARIANT`, the GMM fitted to the validation gaps of the full model's and the reference's warm-up
-    and final checkpoints, and the per-sample outcomes of Table 1's runs (both re-evaluated on ``device``)."""
-    ours = table1[table1["variant"] == TABLE1_LABELS["adaptive"]]
-    summary = warmup_gmm_summary(ours, data)
-    auroc = summary[["seed", "auroc_any", "auroc_visual", "auroc_audio"]] if "auroc_visual" in summary else None
-    reference = table2[table2["variant"].isin([next(iter(TABLE2_REPORTED)), REFERENCE_VARIANT])]
-    validation_fits = reevaluate.validation_gmm_frame(reference, profile, data, device=device)
-    per_sample, _ = per_sample_gain(reevaluate.per_sample_outcomes(table1, profile, data, device=device))
-    return claims_table(fits=gmm_frame(ours), bic=summary, history=history_frame(ours), table1=table1, table2=table2,
-                        table3=table3, auroc=auroc, dataset=dataset, profile=profile.name,
-                        reference_fits=gmm_frame(table2), validation_fits=validation_fits, per_sample=per_sample)

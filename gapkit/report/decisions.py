@@ -1,6 +1,8 @@
-"""The rule every claim and every paired comparison is decided by: a three-way status from a 95% interval.
+"""The rule every claim and every paired comparison is decided by: a three-way status from a 95% interval, the
+chance a re-run reaches it, and the row a claim is written in.
 
-Used by :mod:`gapkit.report.claims` (the claims table) and :mod:`gapkit.report.tables` (the readings table).
+Used by :mod:`gapkit.report.claims` and :mod:`gapkit.report.gmm_claims` (the claims table) and
+:mod:`gapkit.report.tables` (the readings table).
 """
 from __future__ import annotations
 
@@ -67,6 +69,26 @@ def reproduction_probability(stats: dict, status_of, thresholds) -> float | None
     bounds = [-math.inf, *edges, math.inf]
     return float(sum(norm.cdf(hi, stats["mean"], spread) - norm.cdf(lo, stats["mean"], spread)
                      for lo, hi, point in zip(bounds, bounds[1:], points) if at(point) == observed))
+
+
+def per_seed(values, fmt: str = "{:+.2f}") -> str:
+    """``seed 0: +1.20, seed 1: -0.40`` from a seed-indexed series or dict."""
+    return ", ".join(f"seed {s}: {fmt.format(v)}" for s, v in dict(values).items())
+
+
+def claim_row(claim: str, source: str, paper: str, measured: str, status: str, rerun: float | None = None) -> dict:
+    """One row of the claims table; ``rerun``: :func:`reproduction_probability` of its status (``None`` for a claim
+    decided seed by seed or on several intervals)."""
+    return {"claim": claim, "source": source, "paper": paper, "measured": measured, "status": status,
+            "rerun": rerun}
+
+
+def decided(stats: dict, direction: int, threshold: float = 0.0) -> tuple[str, float | None]:
+    """:func:`decide`'s status and the chance a re-run reaches it (:func:`reproduction_probability`)."""
+    def status_of(s):
+        return decide(s, direction, threshold)
+
+    return status_of(stats), reproduction_probability(stats, status_of, [threshold])
 
 
 def every_seed(favours: pd.Series, n: int, against: pd.Series | None = None) -> str:
