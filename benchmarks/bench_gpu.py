@@ -80,6 +80,7 @@ Nothing is asserted: timings are reported.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.machinery
 import json
@@ -222,11 +223,8 @@ def train_config(profile, method: str, epochs: int):
     of ``epochs`` epochs without warm-up (see the module docstring)."""
     config = profile.train_config(method, seed=0)
     if make_method(method).two_stage:
-        config.warmup_epochs, config.adaptive_steps, config.adaptive_epochs = 0, 1, epochs
-    else:
-        config.warmup_epochs, config.adaptive_steps, config.adaptive_epochs = epochs, 0, 1
-    config.validate()
-    return config
+        return dataclasses.replace(config, warmup_epochs=0, adaptive_steps=1, adaptive_epochs=epochs)
+    return dataclasses.replace(config, warmup_epochs=epochs, adaptive_steps=0, adaptive_epochs=1)
 
 
 def random_split(n: int, audio_shape, visual_shape, seed: int, device, bank: int = 256) -> AVSplit:

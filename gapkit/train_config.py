@@ -19,9 +19,10 @@ from .methods import check_method_options
 PRECISIONS = ("auto", "float32", "bf16")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of one training run (the profile fills them; each can be overridden)."""
+    """Every setting of one training run (the profile fills them; each can be overridden with
+    ``dataclasses.replace``, which checks the new values: a config is never changed in place)."""
 
     method: str = "adaptive"
     method_options: dict = field(default_factory=dict)

@@ -289,7 +289,7 @@ class Trainer:
             bar.update(1)
         bar.close()
 
-        if method.fits_gmm and (not history["gmm"] or history["gmm"][-1]["step"] < cfg.adaptive_steps):
+        if method.fits_gmm:  # the mixture the final model's gaps follow (Figure 2's "after")
             mixture, g, fit_seconds = self._fit_mixture(mixture)
             history["gmm"].append({"step": cfg.adaptive_steps, "epoch": cfg.total_epochs,
                                    "label": "after adaptive training", **mixture.to_dict(), "seconds": fit_seconds})
@@ -326,7 +326,7 @@ class Trainer:
         watch = _NonFiniteWatch(self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros(3, dtype=torch.long, device=self.device)
-        seen, wait, i = 0, 0.0, -1
+        seen, wait = 0, 0.0
         t_wait = time.perf_counter()
         for i, (audio, visual, y, index) in enumerate(self.batches("train", shuffle=True, generator=generator,
                                                                    clips=ctx.train_clips)):
