@@ -102,3 +102,16 @@ def test_epoch_shard_cuts_every_global_batch_into_the_ranks_parts():
         distributed.Distributed(0, 2, "gloo").local_batch(9)
     fixed = [distributed.Distributed(rank, 3, "gloo").fixed_shard(10) for rank in range(3)]
     assert sorted(torch.cat(fixed).tolist()) == list(range(10))
+
+
+def test_ddp_epoch_takes_one_optimizer_step_per_full_global_batch_with_augmentation(tmp_path):
+    # Adam counts its steps: an epoch on two processes takes one step per full global batch (32 clips on the smoke
+    # profile), each rank feeding its half of it; feeding batches of the global size would halve the steps
+    run = tmp_path / "adam"
+    _ok(_torchrun(run, "concat", "--set", "warmup_epochs=1", "--set", "adaptive_steps=0", "--set", "optimizer=adam",
+                  "--set", "augment=true"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"]["augment"] is True and metrics["epochs"] == 1
+    state = torch.load(run / "last.pt", weights_only=False)["optimizer"]["state"]
+    steps = {float(s["step"]) for s in state.values()}
+    assert steps == {float(metrics["data"]["split_sizes"]["train"] // metrics["config"]["batch_size"])}
