@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -44,7 +45,31 @@ def test_bench_methods_rejects_unknown_method(bench_methods, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("script", ["bench_training", "bench_methods", "bench_gpu", "perturbation"])
+def test_bench_epoch_parts_smoke(monkeypatch, tmp_path, capsys):
+    # the default layout only: channels_last aborts on the smoke profile's width-4 model (the script's docstring)
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("bench_epoch_parts")
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--profile", "smoke", "--repeats", "1", "--layouts", "default", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "epoch_parts_smoke.json").read_text())
+    now = result["parts_seconds"]["default"]
+    assert list(result["parts_seconds"]) == ["default"] and set(now) == {"train", "val", "test", "gaps"}
+    assert all(v > 0 for v in now.values())
+    assert result["epoch_seconds"] == pytest.approx({   # the projections from the parts, as the docstring says
+        "now (default layout, test every epoch)": now["train"] + now["val"] + now["test"],
+        "test for the selected and last model only": now["train"] + now["val"] + now["test"] * 2 / result["epochs"]})
+    text = (tmp_path / "epoch_parts_smoke.md").read_text()
+    assert text == capsys.readouterr().out.rstrip("\n") + "\n" and text.count("\n| ") == 10
+    for bad in (["--repeats", "0"], ["--layouts", "nchw"]):
+        with pytest.raises(SystemExit):
+            bench.main([*bad, "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("script", ["bench_training", "bench_methods", "bench_gpu", "bench_epoch_parts",
+                                    "perturbation"])
 def test_bench_help(script, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
