@@ -289,7 +289,7 @@ class Trainer:
             bar.update(1)
         bar.close()
 
-        if method.fits_gmm:  # the mixture the final model's gaps follow (Figure 2's "after")
+        if method.fits_gmm:  # the mixture of the final model's gaps: Figure 3's last step
             mixture, g, fit_seconds = self._fit_mixture(mixture)
             history["gmm"].append({"step": cfg.adaptive_steps, "epoch": cfg.total_epochs,
                                    "label": "after adaptive training", **mixture.to_dict(), "seconds": fit_seconds})
