@@ -1,23 +1,25 @@
-"""Where a default-profile epoch's time goes on the CPU, and what two levers not taken would save.
+"""Where a default-profile epoch's time goes on the CPU, and what the levers on it save.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_epoch_parts.py [--profile default] [--repeats 3]
 
 One thread, as each of the studies' two runs at once has. Timed, each the median of ``--repeats`` rounds
 (one model, seed 0, data already cached), in torch's default memory layout and in channels_last:
 
-- ``train``: one epoch of concat training (the trainer's own loop, its one epoch's validation and test
-  evaluation subtracted);
-- ``val``, ``test``: one evaluation of the split (what the trainer does after every epoch);
+- ``train``: one epoch of concat training (the trainer's own one-epoch run, its validation evaluation and its
+  one test evaluation subtracted);
+- ``val``, ``test``: one evaluation of the split (the trainer evaluates val after every epoch, test once for
+  the selected model and once for the last);
 - ``gaps``: one pass over the training split in eval mode (what each adaptive step does before its GMM fit).
 
-From these it projects the seconds of a concat epoch (``train + val + test``) under four settings: as the
-trainer runs now (default layout, test evaluated after every epoch); test evaluated only for the selected
-and the last model (two evaluations per run instead of one per epoch); channels_last on the CPU (the
-trainer takes it on CUDA only); both. channels_last is a lead with a catch: with torch 2.11.0's CPU kernels
-the smoke profile's model (width 4) corrupts the heap in its backward pass (the process aborts), while the
-default profile's (width 8) trains. The second keeps every number a run computes; channels_last changes
-the rounding of every convolution, so every committed run would have to be trained again. Nothing is
-asserted: timings are reported, with the machine, in ``benchmarks/results/epoch_parts.{json,md}``.
+From these it projects the seconds of a concat epoch (``train + val`` and the test evaluations spread over
+the run's epochs) under four settings: test evaluated after every epoch (as the trainer did before it
+tested only the selected and the last model); as the trainer runs now (two test evaluations per run);
+channels_last on the CPU (the trainer takes it on CUDA only); both. channels_last is a lead with a catch:
+with torch 2.11.0's CPU kernels the smoke profile's model (width 4) corrupts the heap in its backward pass
+(the process aborts), while the default profile's (width 8) trains; and it changes the rounding of every
+convolution, so every committed run would have to be trained again. Testing only the selected and the last
+model keeps every number a run computes. Nothing is asserted: timings are reported, with the machine, in
+``benchmarks/results/epoch_parts.{json,md}``.
 """
 from __future__ import annotations
 
@@ -76,9 +78,9 @@ def projections(parts: dict, epochs: int) -> dict:
     test_twice = 2 / epochs  # the selected and the last model
     out = {}
     for layout, p in parts.items():
-        name = "now (default layout, test every epoch)" if layout == "default" else layout
+        name = "default layout, test every epoch (before)" if layout == "default" else f"{layout}, test every epoch"
         out[name] = p["train"] + p["val"] + p["test"]
-        name = "test for the selected and last model only" if layout == "default" else f"{layout} and that"
+        name = "default layout, test for the selected and last model (now)" if layout == "default" else layout
         out[name] = p["train"] + p["val"] + p["test"] * test_twice
     return out
 
@@ -95,7 +97,7 @@ def markdown(result: dict) -> str:
     for part in ("train", "val", "test", "gaps"):
         lines.append(f"| {part} | " + " | ".join(f"{parts[layout][part]:.2f}" for layout in layouts) + " |")
     lines += ["", f"A concat epoch of a {result['epochs']}-epoch run:", "",
-              "| setting | s/epoch | speed-up |", "| --- | --- | --- |"]
+              "| setting | s/epoch | speed-up over the first |", "| --- | --- | --- |"]
     lines += [f"| {name} | {value:.2f} | {base / value:.2f}x |" for name, value in proj.items()]
     return "\n".join(lines) + "\n"
 

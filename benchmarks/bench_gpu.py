@@ -36,10 +36,12 @@ also warms the device up for the trainer's: cuDNN's kernel choice, the allocator
 * ``trainer``: the real code path, ``gapkit.training.Trainer.fit`` with ``out_dir=None`` (no checkpoints): for
   concat ``--epochs`` epochs; for adaptive one adaptive step of ``--epochs`` epochs without warm-up (a warm-up
   epoch costs what a concat epoch costs), so its epochs include the gap collection over the training set and the
-  GMM fit that start an adaptive step, and the fit after the last epoch is timed too (``final_gmm_seconds``).
-  Per epoch: ``seconds`` (the trainer's own wall time of the epoch: training pass + validation and test
+  GMM fit that start an adaptive step, and the fit after the last epoch is timed too (``final_gmm_seconds``), as
+  is the test evaluation after training (``test_seconds``, the mean of one; a run evaluates its selected and its
+  last model).
+  Per epoch: ``seconds`` (the trainer's own wall time of the epoch: training pass + validation
   evaluation + GMM), ``train_seconds`` (the training pass alone, device synchronised at both ends),
-  ``eval_seconds``, ``gmm_seconds`` (gap collection and fit), ``data_wait_seconds`` (the trainer's time waiting
+  ``eval_seconds`` (the validation), ``gmm_seconds`` (gap collection and fit), ``data_wait_seconds`` (the trainer's time waiting
   for mini-batches: gather, augmentation, copy to the device); ``train_clips_per_second`` = training clips /
   train_seconds; ``epoch_clips_per_second`` = training clips / seconds; ``gmm_fit_seconds``: the mean of one gap
   collection and fit (the table's "GMM fit s"). ``peak_memory_bytes``:
@@ -62,7 +64,7 @@ also warms the device up for the trainer's: cuDNN's kernel choice, the allocator
 
 ``projection``: the paper profile's run time from these numbers, at this corpus size: concat 70 epochs; adaptive
 30 warm-up epochs at concat's epoch time + 40 adaptive epochs (4 steps of 10) at the adaptive epoch time without
-its GMM + 5 gap collections and fits. Sequential, one run at a time, no checkpoint writing.
+its GMM + 5 gap collections and fits; each + 2 test evaluations. Sequential, one run at a time, no checkpoint writing.
 
 The ``trainer`` and ``real_loop`` sections run gapkit's trainer as it is: its ``precision`` setting (the
 profile's; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU; ``--set precision=float32``
@@ -407,7 +409,7 @@ def trainer_epochs(trainer: TimedTrainer, device) -> tuple[dict, object]:
     n = len(trainer.data.train)
     epochs = []
     for i, e in enumerate(result.history["epochs"]):
-        eval_seconds = sum(trainer.eval_seconds[2 * i:2 * i + 2])
+        eval_seconds = trainer.eval_seconds[i]  # the epoch's validation; the test evaluations come after the last
         epochs.append({"epoch": e["epoch"], "phase": e["phase"], "seconds": e["seconds"],
                        "train_seconds": e["train_seconds"], "eval_seconds": eval_seconds,
                        "gmm_seconds": e.get("gmm_seconds", 0.0), "data_wait_seconds": e["data_wait_seconds"],
@@ -416,6 +418,7 @@ def trainer_epochs(trainer: TimedTrainer, device) -> tuple[dict, object]:
     fits = [e["gmm_seconds"] for e in epochs if e["gmm_seconds"] > 0] + final_gmm
     mean = lambda key: float(np.mean([e[key] for e in epochs]))  # noqa: E731
     out = {"epochs": epochs, "fit_wall_seconds": wall, "final_gmm_seconds": final_gmm[0] if final_gmm else None,
+           "test_seconds": float(np.mean(trainer.eval_seconds[len(epochs):])),
            "epoch_seconds": mean("seconds"), "train_seconds": mean("train_seconds"),
            "eval_seconds": mean("eval_seconds"), "gmm_seconds_per_epoch": mean("gmm_seconds"),
            "gmm_fit_seconds": float(np.mean(fits)) if fits else None,
@@ -627,7 +630,7 @@ def projection(methods: dict, profile) -> dict:
     out, schedule = {}, profile.training
     concat = methods.get("concat", {}).get("trainer")
     if concat:
-        out["concat_seconds"] = schedule.total_epochs * concat["epoch_seconds"]
+        out["concat_seconds"] = schedule.total_epochs * concat["epoch_seconds"] + 2 * concat["test_seconds"]
     adaptive = methods.get("adaptive", {}).get("trainer")
     if adaptive:
         epochs = adaptive["epochs"]
@@ -636,7 +639,7 @@ def projection(methods: dict, profile) -> dict:
         warmup_epoch = concat["epoch_seconds"] if concat else per_epoch
         out["adaptive_seconds"] = (schedule.warmup_epochs * warmup_epoch
                                    + schedule.adaptive_steps * schedule.adaptive_epochs * per_epoch
-                                   + (schedule.adaptive_steps + 1) * fit)
+                                   + (schedule.adaptive_steps + 1) * fit + 2 * adaptive["test_seconds"])
     out["schedule"] = {"warmup_epochs": schedule.warmup_epochs, "adaptive_steps": schedule.adaptive_steps,
                        "adaptive_epochs": schedule.adaptive_epochs}
     return out

@@ -11,7 +11,7 @@ in a rotated order, so that machine drift and the position in a round hit them a
 
 What is timed: the wall time of each epoch of the method's own training, as the trainer records it
 (``seconds`` of ``history["epochs"]``): the training pass over the training split with the method's
-hooks, the validation and test evaluation after it, and, at the start of an adaptive step, the
+hooks, the validation evaluation after it, and, at the start of an adaptive step, the
 collection of the training set's gaps and the GMM fit. For the two-stage methods (``adaptive`` and
 the controls ``warmup-only``, ``warmup-reset``) only the adaptive-stage epochs are timed: their
 warm-up is the same Eq. 7 for all of them. For the single-stage methods every epoch is timed.
@@ -176,7 +176,7 @@ def markdown(report: dict) -> str:
             f"{e['q1']:.3f}-{e['q3']:.3f} | {e['min']:.3f}-{e['max']:.3f} | {e['mean']:.3f} | "
             f"{r['ratio_to_concat']:.2f} | {pr['min']:.2f}-{pr['max']:.2f} | {lp['median']:.3f} | "
             f"{r['train_loop_ratio_to_concat']:.2f} | {r['gmm_seconds_median']:.3f} |")
-    lines += ["", "Seconds are wall time per epoch; an epoch is its training pass, the validation and test "
+    lines += ["", "Seconds are wall time per epoch; an epoch is its training pass, the validation "
               "evaluation after it, and for the adaptive method the gap collection and GMM fit at the start of "
               "each adaptive step. \"x concat\" is the ratio of the medians; \"per round\" the min-max over "
               "rounds of the ratio within a round.", ""]
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = list(range(args.warmup_rounds, rounds))
 
     two_stage = [n for n in names if METHODS[n].two_stage]
-    timed = ("the wall time of each epoch of the method's own training (training pass + validation and test "
+    timed = ("the wall time of each epoch of the method's own training (training pass + validation "
              "evaluation + end-of-epoch hooks; the adaptive method's gap collection and GMM fit included): the "
              f"adaptive-stage epochs of the two-stage methods ({', '.join(two_stage) or 'none here'}; their warm-up "
              "is the same Eq. 7 for all), every epoch of the single-stage ones")

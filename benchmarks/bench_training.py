@@ -5,7 +5,7 @@
 
 Reports, per profile: the wall time of a complete adaptive run and of a concat run
 (data already cached), training throughput in samples per second (training clips per second of
-epoch time, the epoch's validation and test evaluation included), the share of an
+epoch time, the epoch's validation evaluation included), the share of an
 adaptive step spent collecting the training set's gaps and fitting the GMM, and the
 share of training time spent waiting for mini-batches. Results are printed and written
 as JSON with the machine they ran on. Nothing here is asserted: timings are reported.

@@ -6,11 +6,13 @@ One run is ``total_epochs`` epochs. A two-stage method (the paper's) spends the 
 training set (eval mode, no gradients) and a GMM fit to them. A single-stage method
 (concat) trains for the same total budget.
 
-After every epoch the model is evaluated on the validation and test splits. Model
-selection uses the validation split only: the reported test accuracy is the one at
-the epoch of best validation accuracy within the method's final stage (the adaptive
-epochs of a two-stage run, every epoch of a single-stage one; the earliest on ties),
-next to the last epoch's; ``best.pt`` holds that model.
+After every epoch the model is evaluated on the validation split. Model selection uses
+it alone: the selected model is the one of the epoch of best validation accuracy within
+the method's final stage (the adaptive epochs of a two-stage run, every epoch of a
+single-stage one; the earliest on ties); ``best.pt`` holds it. Once training ends, the
+test split is evaluated for the selected model and for the last one, and their
+accuracies are written into those two epochs' records: the reported test accuracy and
+the last epoch's. No other epoch is tested, so nothing could be chosen by it.
 The training accuracy in the history is the running accuracy of the training
 mini-batches (train mode, as seen by the optimizer), which costs no extra pass.
 
@@ -270,7 +272,6 @@ class Trainer:
                 self.dist.sync_buffers(self.model)  # every rank holds the model rank 0 evaluates and saves
             if self.is_main:
                 record.update(_record_split("val", self.evaluate("val")))
-                record.update(_record_split("test", self.evaluate("test")))
             record.update(method.on_epoch_end(self.model, self.data, ctx))
             record["seconds"] = time.perf_counter() - t0
             if self.dist is not None:
@@ -289,6 +290,10 @@ class Trainer:
             bar.update(1)
         bar.close()
 
+        if self.is_main:
+            self._test_selected_and_last(history["epochs"], best)
+        if self.dist is not None:
+            history["epochs"] = self.dist.broadcast(history["epochs"])
         if method.fits_gmm:  # the mixture of the final model's gaps: Figure 3's last step
             mixture, g, fit_seconds = self._fit_mixture(mixture)
             history["gmm"].append({"step": cfg.adaptive_steps, "epoch": cfg.total_epochs,
@@ -299,6 +304,17 @@ class Trainer:
         if self.out_dir is not None and self.is_main:
             self._write_outputs(result)
         return result
+
+    def _test_selected_and_last(self, epochs: list[dict], best: dict) -> None:
+        """The test split's accuracies of the last model and of the selected one (``best``), written into their
+        epochs' records; the model ends as it was, the last one."""
+        epochs[-1].update(_record_split("test", self.evaluate("test")))
+        if best["epoch"] == epochs[-1]["epoch"]:
+            return
+        last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(best["state"])
+        epochs[best["epoch"]].update(_record_split("test", self.evaluate("test")))
+        self.model.load_state_dict(last)
 
     def _batches_per_epoch(self, clips=None) -> int:
         """Training mini-batches per epoch over ``clips`` (default: all; a final batch of one sample is dropped)."""

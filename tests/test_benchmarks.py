@@ -59,8 +59,9 @@ def test_bench_epoch_parts_smoke(monkeypatch, tmp_path, capsys):
     assert list(result["parts_seconds"]) == ["default"] and set(now) == {"train", "val", "test", "gaps"}
     assert all(v > 0 for v in now.values())
     assert result["epoch_seconds"] == pytest.approx({   # the projections from the parts, as the docstring says
-        "now (default layout, test every epoch)": now["train"] + now["val"] + now["test"],
-        "test for the selected and last model only": now["train"] + now["val"] + now["test"] * 2 / result["epochs"]})
+        "default layout, test every epoch (before)": now["train"] + now["val"] + now["test"],
+        "default layout, test for the selected and last model (now)":
+            now["train"] + now["val"] + now["test"] * 2 / result["epochs"]})
     text = (tmp_path / "epoch_parts_smoke.md").read_text()
     assert text == capsys.readouterr().out.rstrip("\n") + "\n" and text.count("\n| ") == 10
     for bad in (["--repeats", "0"], ["--layouts", "nchw"]):
@@ -118,7 +119,7 @@ def test_bench_gpu_tiny_cpu_as_on_a_gpu_node(tmp_path):
     for name, row in report["methods"].items():
         assert set(row) >= {"config", "fixed_batch", "trainer", "real_loop"}, row
         trainer = row["trainer"]
-        assert len(trainer["epochs"]) == 1 and trainer["epoch_seconds"] > 0
+        assert len(trainer["epochs"]) == 1 and trainer["epoch_seconds"] > 0 and trainer["test_seconds"] > 0
         assert trainer["train_clips_per_second"] > 0 and trainer["epoch_clips_per_second"] > 0
         assert 0 <= trainer["data_wait_share"] <= 1
         assert row["fixed_batch"]["clips_per_second"] > 0 and row["real_loop"]["clips_per_second"] > 0

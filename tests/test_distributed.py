@@ -78,7 +78,8 @@ def test_ddp_concat_run_completes(tmp_path):
     assert len(done.stdout.strip().splitlines()) == 1
     history = json.loads((tmp_path / "concat" / "history.json").read_text())
     assert [e["phase"] for e in history["epochs"]] == ["train", "train"] and metrics["gmm"] == []
-    assert all(np.isfinite(e["loss"]) and 0 <= e["test_acc"] <= 1 for e in history["epochs"])
+    assert all(np.isfinite(e["loss"]) and 0 <= e["val_acc"] <= 1 for e in history["epochs"])
+    assert 0 <= history["epochs"][-1]["test_acc"] <= 1 and 0 <= metrics["test_acc"] <= 1  # tested: selected and last
 
 
 def test_peers_refuse_to_train_on_several_processes():
