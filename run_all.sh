@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every figure and table of the paper: set up the environment, then run notebooks/01-06 in order.
 #
-#   ./run_all.sh                          default profile on the embedded dataset (2 CPU cores: 97 min from scratch)
+#   ./run_all.sh                          default profile on the embedded dataset (2 CPU cores: 82 min from scratch)
 #   ./run_all.sh --profile smoke          the same program with tiny numbers (tests, CI)
 #   ./run_all.sh --profile paper --dataset crema-d --data-root PATH --device cuda
 #   ./run_all.sh --only 01,03             some notebooks only (each reuses what the others saved)
