@@ -49,14 +49,14 @@ def _test_predictions(model, data, predict=None) -> np.ndarray:
 
 
 def _warmup(runs, seed, profile, data):
-    """By hand: the warm-up model of ``adaptive-seed<seed>``, its test gaps (Eq. 6) and w_imb (Eq. 9)."""
+    """By hand: the warm-up model of ``adaptive-seed<seed>`` and the w_imb (Eq. 9) of its test gaps (Eq. 6)."""
     run_dir = runs.set_index(["method", "seed"]).loc[("adaptive", seed), "run_dir"]
     model = build_model(profile, data.num_classes, seed)
     model.load_state_dict(torch.load(f"{run_dir}/warmup.pt", weights_only=False)["model"])
     outputs = collect_outputs(model, iterate_batches(data.test, 16))
     history = json.loads(open(f"{run_dir}/history.json").read())
     w_imb = GapMixture.from_dict(history["gmm"][0]).posteriors(outputs.gaps())[1].numpy()
-    return model, w_imb, history
+    return model, w_imb
 
 
 def test_outcomes_cover_every_run_and_test_sample(view, runs, data):
@@ -76,7 +76,7 @@ def test_outcomes_cover_every_run_and_test_sample(view, runs, data):
 def test_partition_follows_the_warmup_gmm(view, runs, profile, data):
     outcomes, table, _ = view
     for seed in (0, 1):
-        _, w_imb, _ = _warmup(runs, seed, profile, data)
+        _, w_imb = _warmup(runs, seed, profile, data)
         mine = outcomes[outcomes["seed"] == seed]
         for method, one in mine.groupby("method"):  # every method of a seed shares its partition
             np.testing.assert_allclose(one["w_imb"].to_numpy(), w_imb, rtol=1e-5, atol=1e-7)
@@ -90,7 +90,7 @@ def test_partition_follows_the_warmup_gmm(view, runs, profile, data):
 def test_before_is_the_warmup_model(view, runs, profile, data):
     outcomes, table, _ = view
     for seed in (0, 1):
-        model, _, _ = _warmup(runs, seed, profile, data)
+        model, _ = _warmup(runs, seed, profile, data)
         pred = _test_predictions(model, data)
         for _, one in outcomes[outcomes["seed"] == seed].groupby("method"):
             assert np.array_equal(one["pred_before"].to_numpy(), pred)
