@@ -290,8 +290,9 @@ class Trainer:
             bar.update(1)
         bar.close()
 
+        last_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.is_main:
-            self._test_selected_and_last(history["epochs"], best)
+            self._test_selected_and_last(history["epochs"], best, last_state)
         if self.dist is not None:
             history["epochs"] = self.dist.broadcast(history["epochs"])
         if method.fits_gmm:  # the mixture of the final model's gaps: Figure 3's last step
@@ -299,22 +300,20 @@ class Trainer:
             history["gmm"].append({"step": cfg.adaptive_steps, "epoch": cfg.total_epochs,
                                    "label": "after adaptive training", **mixture.to_dict(), "seconds": fit_seconds})
             gaps.append(g)
-        last_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         result = TrainResult(cfg, history, gaps, best["state"], last_state)
         if self.out_dir is not None and self.is_main:
             self._write_outputs(result)
         return result
 
-    def _test_selected_and_last(self, epochs: list[dict], best: dict) -> None:
-        """The test split's accuracies of the last model and of the selected one (``best``), written into their
-        epochs' records; the model ends as it was, the last one."""
+    def _test_selected_and_last(self, epochs: list[dict], best: dict, last_state: dict) -> None:
+        """The test split's accuracies of the last model (the one the trainer holds, ``last_state``) and of the
+        selected one (``best``), written into their epochs' records; the model ends as the last one again."""
         epochs[-1].update(_record_split("test", self.evaluate("test")))
         if best["epoch"] == epochs[-1]["epoch"]:
             return
-        last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(best["state"])
         epochs[best["epoch"]].update(_record_split("test", self.evaluate("test")))
-        self.model.load_state_dict(last)
+        self.model.load_state_dict(last_state)
 
     def _batches_per_epoch(self, clips=None) -> int:
         """Training mini-batches per epoch over ``clips`` (default: all; a final batch of one sample is dropped)."""
